@@ -1,0 +1,46 @@
+"""Entry point of the `mint` command: parses arguments and dispatches to a subcommand module.
+
+Each subcommand module exposes `register(subparsers)`, which adds its parser and sets
+`func=<callable(args) -> int>`. Errors that mint raises on purpose (`MintError`) are printed as
+one line and exit with status 2; no traceback for bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from mint.errors import MintError
+
+# Modules under mint.cli that register subcommands, in help order.
+SUBCOMMAND_MODULES: tuple[str, ...] = ()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mint",
+        description="MINT audio-language models: train, evaluate and serve.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in SUBCOMMAND_MODULES:
+        importlib.import_module(f"mint.cli.{name}").register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except MintError as error:
+        print(f"mint {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Data: manifests, datasets, generated audio and loaders for published dataset layouts."""

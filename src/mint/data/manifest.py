@@ -1,0 +1,145 @@
+"""The project's manifest: one JSON object per line, one audio clip per object.
+
+Fields of a record (only `id` and `audio` are required):
+
+* `id` (str): unique clip id.
+* `audio` (str): path to the audio file, absolute or relative to the manifest's folder.
+* `captions` (list[str]): free-text descriptions.
+* `labels` (list[str]): class labels (one for single-label sets).
+* `qa` (list[{"question": str, "answer": str}]): question-answer pairs.
+* `split`, `fold`, `duration`, `source`: optional metadata kept as given.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from mint.errors import DataError
+
+
+@dataclass
+class QAPair:
+    question: str
+    answer: str
+
+
+@dataclass
+class ManifestRecord:
+    id: str
+    audio: str
+    captions: list[str] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+    qa: list[QAPair] = field(default_factory=list)
+    split: str | None = None
+    fold: int | None = None
+    duration: float | None = None
+    source: str | None = None
+
+    def to_json(self) -> dict:
+        return {key: value for key, value in asdict(self).items() if value not in (None, [], {})}
+
+
+_STRING_LISTS = ("captions", "labels")
+
+
+def _string_list(value: object, where: str, key: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise DataError(f"{where}: field '{key}' must be a list of strings, got {value!r}")
+    return list(value)
+
+
+def record_from_json(obj: object, where: str) -> ManifestRecord:
+    """Validate one decoded manifest line; `where` names the file and line for errors."""
+    if not isinstance(obj, dict):
+        raise DataError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+    known = set(ManifestRecord.__dataclass_fields__)
+    unknown = sorted(set(obj) - known)
+    if unknown:
+        raise DataError(f"{where}: unknown field(s) {unknown}; known fields are {sorted(known)}")
+    for key in ("id", "audio"):
+        if key not in obj:
+            raise DataError(f"{where}: missing required field '{key}'")
+        if not isinstance(obj[key], str) or not obj[key]:
+            raise DataError(f"{where}: field '{key}' must be a non-empty string, got {obj[key]!r}")
+    values = dict(obj)
+    for key in _STRING_LISTS:
+        if key in values:
+            values[key] = _string_list(values[key], where, key)
+    if "qa" in values:
+        pairs = values["qa"]
+        if not isinstance(pairs, list):
+            raise DataError(f"{where}: field 'qa' must be a list of {{question, answer}} objects")
+        parsed = []
+        for index, pair in enumerate(pairs):
+            if (
+                not isinstance(pair, dict)
+                or set(pair) != {"question", "answer"}
+                or not all(isinstance(pair[k], str) for k in pair)
+            ):
+                raise DataError(
+                    f"{where}: qa[{index}] must be {{'question': str, 'answer': str}}, got {pair!r}"
+                )
+            parsed.append(QAPair(**pair))
+        values["qa"] = parsed
+    if values.get("fold") is not None and not isinstance(values["fold"], int):
+        raise DataError(f"{where}: field 'fold' must be an integer, got {values['fold']!r}")
+    if values.get("duration") is not None and not isinstance(values["duration"], (int, float)):
+        raise DataError(f"{where}: field 'duration' must be a number, got {values['duration']!r}")
+    return ManifestRecord(**values)
+
+
+def iter_manifest(path: str | os.PathLike) -> Iterator[ManifestRecord]:
+    """Stream records; audio paths are resolved against the manifest's folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: manifest file not found")
+    base = path.parent
+    seen: set[str] = set()
+    with path.open(encoding="utf-8") as handle:
+        for line_number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{line_number}"
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise DataError(f"{where}: not valid JSON ({error.msg} at column {error.colno})") from None
+            record = record_from_json(obj, where)
+            if record.id in seen:
+                raise DataError(f"{where}: duplicate id {record.id!r}")
+            seen.add(record.id)
+            if not os.path.isabs(record.audio):
+                record.audio = str(base / record.audio)
+            yield record
+
+
+def read_manifest(path: str | os.PathLike) -> list[ManifestRecord]:
+    return list(iter_manifest(path))
+
+
+def write_manifest(records: Iterable[ManifestRecord], path: str | os.PathLike) -> int:
+    """Write atomically (temp file + rename); audio paths under the manifest's folder are stored relative."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    base = path.parent.resolve()
+    count = 0
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            for record in records:
+                obj = record.to_json()
+                audio = Path(record.audio)
+                if audio.is_absolute() and audio.resolve().is_relative_to(base):
+                    obj["audio"] = str(audio.resolve().relative_to(base))
+                handle.write(json.dumps(obj, ensure_ascii=False) + "\n")
+                count += 1
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return count
