@@ -20,3 +20,8 @@ def require_dims(name: str, tensor: torch.Tensor, dims: int, layout: str) -> Non
 def require_integer(name: str, tensor: torch.Tensor) -> None:
     if tensor.dtype.is_floating_point or tensor.dtype.is_complex or tensor.dtype == torch.bool:
         raise ObjectiveInputError(f"{name}: expected an integer tensor, got dtype {tensor.dtype}")
+
+
+def upcast(tensor: torch.Tensor) -> torch.Tensor:
+    """Half-precision values to float32 for softmax and cross-entropy; float64 stays float64."""
+    return tensor.to(torch.promote_types(tensor.dtype, torch.float32))

@@ -1,0 +1,128 @@
+"""Distributed helpers: single-process fallbacks and a real two-process gloo run of the ATC loss.
+
+The two-process run checks the property that matters for training: with features gathered with
+gradients, the gradients that DDP averages across ranks equal the gradients of the same loss
+computed in one process on the whole batch.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+import torch.nn.functional as F
+
+from mint.distributed import gather_no_grad, gather_objects, gather_with_grad, is_main_process, world_info
+from mint.objectives import ContrastiveLoss, LearnableTemperature
+
+WORLD = 2
+LOCAL_BATCH = 3
+PAIR_IDS = [4, 8, 15, 16, 4, 23]  # pair 0 (rank 0) and pair 4 (rank 1) share a clip
+
+
+def _problem() -> dict[str, torch.Tensor]:
+    """Inputs and a shared projection, identical in every process."""
+    generator = torch.Generator().manual_seed(0)
+    return {
+        "audio": torch.randn(WORLD * LOCAL_BATCH, 4, 6, generator=generator, dtype=torch.float64),
+        "text": torch.randn(WORLD * LOCAL_BATCH, 6, generator=generator, dtype=torch.float64),
+        "weight": torch.randn(6, 5, generator=generator, dtype=torch.float64),
+    }
+
+
+def _loss_and_grads(
+    rank: int, world_size: int, rows: slice, gather_grad: bool, pair_ids: torch.Tensor | None
+) -> dict[str, torch.Tensor]:
+    problem = _problem()
+    weight = problem["weight"].requires_grad_(True)
+    audio = problem["audio"][rows].requires_grad_(True)
+    text = problem["text"][rows].requires_grad_(True)
+    temperature = LearnableTemperature(init=0.1).double()
+    result = ContrastiveLoss(rank, world_size, gather_with_grad=gather_grad)(
+        F.normalize(audio @ weight, dim=-1), F.normalize(text @ weight, dim=-1), temperature(), pair_ids
+    )
+    result.loss.backward()
+    return {
+        "loss": result.loss.detach(),
+        "sim_a2t": result.sim_a2t,
+        "weight": weight.grad,
+        "temperature": temperature.value.grad,
+        "audio": audio.grad,
+        "text": text.grad,
+    }
+
+
+def _worker(rank: int, init_file: str, out_dir: str) -> None:
+    dist.init_process_group(
+        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD, timeout=timedelta(seconds=60)
+    )
+    try:
+        rows = slice(rank * LOCAL_BATCH, (rank + 1) * LOCAL_BATCH)
+        local_ids = torch.tensor(PAIR_IDS[rows])
+        results = {
+            "world_info": world_info(),
+            "main": is_main_process(),
+            "objects": gather_objects([f"caption {rank}"]),
+            "no_grad": gather_no_grad(torch.tensor([rank, 10 + rank])),
+            "with_grad": _loss_and_grads(rank, WORLD, rows, True, None),
+            "without_grad": _loss_and_grads(rank, WORLD, rows, False, None),
+            "pairs": _loss_and_grads(rank, WORLD, rows, True, local_ids),
+        }
+        torch.save(results, Path(out_dir) / f"rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def _run_two_processes(tmp_path: Path) -> list[dict]:
+    context = mp.start_processes(
+        _worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=WORLD, join=False, start_method="spawn"
+    )
+    deadline = time.monotonic() + 120
+    while not context.join(timeout=1):
+        if time.monotonic() > deadline:
+            for process in context.processes:
+                process.kill()
+            pytest.fail("two-process gloo run did not finish within 120 s")
+    return [torch.load(tmp_path / f"rank{rank}.pt") for rank in range(WORLD)]
+
+
+def test_no_process_group_means_single_process() -> None:
+    assert not dist.is_initialized()
+    assert world_info() == (0, 1)
+    assert is_main_process()
+    tensor = torch.randn(3, 2, requires_grad=True)
+    assert gather_with_grad(tensor) is tensor
+    assert torch.equal(gather_no_grad(tensor), tensor) and not gather_no_grad(tensor).requires_grad
+    assert gather_objects(["a", "b"]) == [["a", "b"]]
+
+
+def test_two_process_gradients_equal_single_process_full_batch(tmp_path: Path) -> None:
+    ranks = _run_two_processes(tmp_path)
+    full = _loss_and_grads(0, 1, slice(None), True, None)
+    full_pairs = _loss_and_grads(0, 1, slice(None), True, torch.tensor(PAIR_IDS))
+
+    assert [result["world_info"] for result in ranks] == [(0, WORLD), (1, WORLD)]
+    assert [result["main"] for result in ranks] == [True, False]
+    assert ranks[1]["objects"] == [["caption 0"], ["caption 1"]]
+    assert ranks[0]["no_grad"].tolist() == [0, 10, 1, 11]
+
+    for name, reference in (("with_grad", full), ("pairs", full_pairs)):
+        per_rank = [result[name] for result in ranks]
+        # Each rank averages over its own rows, so the mean of the rank losses is the full loss and
+        # the summed parameter gradients are world_size times the full-batch gradients (DDP divides).
+        torch.testing.assert_close(sum(r["loss"] for r in per_rank) / WORLD, reference["loss"])
+        for key in ("weight", "temperature"):
+            torch.testing.assert_close(sum(r[key] for r in per_rank), WORLD * reference[key])
+        for key in ("audio", "text"):
+            torch.testing.assert_close(torch.cat([r[key] for r in per_rank]), WORLD * reference[key])
+        torch.testing.assert_close(torch.cat([r["sim_a2t"] for r in per_rank]), reference["sim_a2t"])
+
+    # Gathering without gradients gives the same loss but loses the cross-rank gradient terms.
+    detached = [result["without_grad"] for result in ranks]
+    torch.testing.assert_close(sum(r["loss"] for r in detached) / WORLD, full["loss"])
+    assert not torch.allclose(sum(r["weight"] for r in detached), WORLD * full["weight"])
