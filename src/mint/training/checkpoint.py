@@ -1,0 +1,160 @@
+"""Training checkpoints: safetensors and JSON only (nothing is unpickled), written atomically.
+
+`checkpoints/step-000100/` holds the trainable weights, the optimizer state, the RNG states, the
+scheduler and the data position, plus a digest of every file. It is assembled in a hidden
+`.partial-*` folder and renamed into place, so a crash or a failed write (disk full) never leaves
+a half-written checkpoint under a real name, and the previous checkpoints stay intact.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from mint.errors import CheckpointError
+from mint.storage import file_digests, verify_digests
+
+logger = logging.getLogger(__name__)
+
+_STEP_DIR = re.compile(r"^step-(\d{9})$")
+
+
+def _optimizer_to_files(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    state = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for param_id, param_state in state["state"].items():
+        for key, value in param_state.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{param_id}.{key}"] = value.detach().contiguous().cpu()
+            else:
+                scalars.setdefault(str(param_id), {})[key] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def _optimizer_from_files(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in tensors.items():
+        param_id, key = name.split(".", 1)
+        state.setdefault(int(param_id), {})[key] = value
+    for param_id, values in meta["scalars"].items():
+        state.setdefault(int(param_id), {}).update(values)
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def _rng_state() -> tuple[dict[str, torch.Tensor], dict]:
+    tensors = {"torch_cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for index, cuda_state in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"torch_cuda.{index}"] = cuda_state
+    kind, keys, position, has_gauss, cached = np.random.get_state()
+    version, python_state, gauss = random.getstate()
+    meta = {
+        "numpy": [kind, keys.tolist(), position, has_gauss, cached],
+        "python": [version, list(python_state), gauss],
+    }
+    return tensors, meta
+
+
+def _restore_rng(tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    torch.set_rng_state(tensors["torch_cpu"])
+    cuda_keys = sorted(
+        (key for key in tensors if key.startswith("torch_cuda.")), key=lambda k: int(k.split(".")[1])
+    )
+    cuda_states = [tensors[key] for key in cuda_keys]
+    if cuda_states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda_states)
+    kind, keys, position, has_gauss, cached = meta["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), position, has_gauss, cached))
+    version, python_state, gauss = meta["python"]
+    random.setstate((version, tuple(python_state), gauss))
+
+
+def save_checkpoint(
+    root: str | os.PathLike,
+    step: int,
+    weights: dict[str, torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    trainer_state: dict,
+    keep_last: int,
+) -> Path:
+    """Write checkpoint `step` under `root` and keep only the newest `keep_last`."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"step-{step:09d}"
+    partial = Path(tempfile.mkdtemp(prefix=".partial-", dir=root))
+    try:
+        save_file(weights, str(partial / "model.safetensors"))
+        optimizer_tensors, optimizer_meta = _optimizer_to_files(optimizer)
+        save_file(optimizer_tensors, str(partial / "optimizer.safetensors"))
+        rng_tensors, rng_meta = _rng_state()
+        save_file(rng_tensors, str(partial / "rng.safetensors"))
+        state = {
+            "step": step,
+            "trainer": trainer_state,
+            "optimizer": optimizer_meta,
+            "scheduler": scheduler.state_dict(),
+            "rng": rng_meta,
+        }
+        (partial / "trainer_state.json").write_text(json.dumps(state))
+        file_digests(partial, write=True)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(partial, final)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    for old in list_checkpoints(root)[:-keep_last]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def list_checkpoints(root: str | os.PathLike) -> list[Path]:
+    """Complete checkpoint folders under `root`, oldest first (partial ones are never listed)."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = [path for path in root.iterdir() if path.is_dir() and _STEP_DIR.match(path.name)]
+    return sorted(found, key=lambda path: int(_STEP_DIR.match(path.name).group(1)))
+
+
+def latest_valid_checkpoint(root: str | os.PathLike) -> Path | None:
+    """The newest checkpoint whose files match their digests; corrupted ones are reported and passed over."""
+    for path in reversed(list_checkpoints(root)):
+        try:
+            verify_digests(path)
+        except CheckpointError as error:
+            logger.warning("skipping checkpoint %s: %s", path, error)
+            continue
+        return path
+    return None
+
+
+def load_checkpoint(
+    path: str | os.PathLike,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+) -> tuple[dict[str, torch.Tensor], dict]:
+    """Restore optimizer, scheduler and RNG states; return the weights and the saved trainer state."""
+    path = Path(path)
+    verify_digests(path)
+    state = json.loads((path / "trainer_state.json").read_text())
+    optimizer.load_state_dict(
+        _optimizer_from_files(load_file(str(path / "optimizer.safetensors")), state["optimizer"])
+    )
+    scheduler.load_state_dict(state["scheduler"])
+    _restore_rng(load_file(str(path / "rng.safetensors")), state["rng"])
+    weights = load_file(str(path / "model.safetensors"))
+    return weights, {"step": state["step"], **state["trainer"]}
