@@ -1,0 +1,1 @@
+"""Evaluation: caption, retrieval and classification metrics, and the runners that apply them."""
