@@ -1,0 +1,73 @@
+"""Which frozen LLM stage 2 feeds, how its inputs are cut to length, and the optional LoRA adapters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from mint.errors import ConfigError
+
+SEQ2SEQ = "seq2seq"
+CAUSAL = "causal"
+LLM_KINDS = ("auto", SEQ2SEQ, CAUSAL)
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+@dataclass
+class LLMConfig:
+    """`name_or_path` is a local directory or a hub id. `kind="auto"` reads `is_encoder_decoder` from the
+    checkpoint's config. Lengths count tokens including the special tokens the adapter adds (the
+    tokenizer's own prompt markers for the instruction, the end-of-sequence token for the response).
+    `lora_target_modules=None` takes peft's per-architecture default (the attention q/v projections)."""
+
+    name_or_path: str | None = None
+    kind: str = "auto"
+    dtype: str = "float32"
+    max_instruction_length: int = 64
+    max_response_length: int = 64
+    lora: bool = False
+    lora_rank: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    lora_target_modules: list[str] | None = None
+    trust_remote_code: bool = False
+
+    def validate(self, where: str = "llm") -> None:
+        """Raise `ConfigError` naming the first bad field (as `<where>.<field>`)."""
+        if not self.name_or_path:
+            raise ConfigError(
+                f"{where}.name_or_path: required (a local directory holding the LLM, or a hub id)"
+            )
+        if self.kind not in LLM_KINDS:
+            raise ConfigError(f"{where}.kind: got {self.kind!r}; expected one of {LLM_KINDS}")
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"{where}.dtype: got {self.dtype!r}; expected one of {tuple(DTYPES)}")
+        if self.max_instruction_length < 1:
+            raise ConfigError(
+                f"{where}.max_instruction_length: expected a positive integer, got {self.max_instruction_length}"
+            )
+        # One token is the end-of-sequence marker, so a response needs room for at least one more.
+        if self.max_response_length < 2:
+            raise ConfigError(f"{where}.max_response_length: expected >= 2, got {self.max_response_length}")
+        if self.lora_rank < 1:
+            raise ConfigError(f"{where}.lora_rank: expected a positive integer, got {self.lora_rank}")
+        if self.lora_alpha <= 0:
+            raise ConfigError(f"{where}.lora_alpha: expected a positive number, got {self.lora_alpha}")
+        if not 0.0 <= self.lora_dropout < 1.0:
+            raise ConfigError(f"{where}.lora_dropout: expected within [0, 1), got {self.lora_dropout}")
+        if self.lora_target_modules is not None and (
+            not self.lora_target_modules
+            or not all(isinstance(m, str) and m for m in self.lora_target_modules)
+        ):
+            raise ConfigError(
+                f"{where}.lora_target_modules: expected a non-empty list of module names or null, "
+                f"got {self.lora_target_modules!r}"
+            )
+
+
+def torch_dtype(name: str, where: str = "llm.dtype") -> torch.dtype:
+    if name not in DTYPES:
+        raise ConfigError(f"{where}: got {name!r}; expected one of {tuple(DTYPES)}")
+    return DTYPES[name]

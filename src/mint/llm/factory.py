@@ -1,0 +1,80 @@
+"""`load_llm`: the one place that loads an LLM and its tokenizer (a local directory or a hub id)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mint.errors import CheckpointError, ConfigError
+from mint.llm.base import LLMAdapter
+from mint.llm.causal import CausalAdapter
+from mint.llm.config import CAUSAL, SEQ2SEQ, LLMConfig, torch_dtype
+from mint.llm.seq2seq import Seq2SeqAdapter
+
+
+def _remote_code(config: LLMConfig) -> dict:
+    return {"trust_remote_code": True} if config.trust_remote_code else {}
+
+
+def _resolve_kind(config: LLMConfig, model_config: Any) -> str:
+    detected = SEQ2SEQ if getattr(model_config, "is_encoder_decoder", False) else CAUSAL
+    if config.kind not in ("auto", detected):
+        raise ConfigError(
+            f"llm.kind={config.kind!r}, but {config.name_or_path!r} holds a {detected} model "
+            f"(model_type {getattr(model_config, 'model_type', None)!r})"
+        )
+    return detected
+
+
+def _load_tokenizer(config: LLMConfig) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(config.name_or_path, **_remote_code(config))
+    except (OSError, ValueError) as error:
+        raise CheckpointError(
+            f"llm.name_or_path={config.name_or_path!r}: cannot load a tokenizer: {error}"
+        ) from error
+    if tokenizer.eos_token_id is None:
+        raise CheckpointError(
+            f"llm.name_or_path={config.name_or_path!r}: the tokenizer has no end-of-sequence token, which "
+            "closes every response"
+        )
+    if tokenizer.pad_token_id is None:
+        # Padding positions are masked out, so reusing eos needs no new embedding row.
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_llm(config: LLMConfig) -> LLMAdapter:
+    """Load the frozen LLM named by `config` and wrap it in the adapter for its kind."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
+
+    config.validate()
+    try:
+        model_config = AutoConfig.from_pretrained(config.name_or_path, **_remote_code(config))
+    except (OSError, ValueError) as error:
+        raise CheckpointError(
+            f"llm.name_or_path={config.name_or_path!r}: cannot load a model config: {error}"
+        ) from error
+    kind = _resolve_kind(config, model_config)
+    model_class = AutoModelForSeq2SeqLM if kind == SEQ2SEQ else AutoModelForCausalLM
+    try:
+        model, info = model_class.from_pretrained(
+            config.name_or_path,
+            config=model_config,
+            dtype=torch_dtype(config.dtype),
+            output_loading_info=True,
+            **_remote_code(config),
+        )
+    except (OSError, ValueError) as error:
+        raise CheckpointError(
+            f"llm.name_or_path={config.name_or_path!r}: cannot load {model_class.__name__} weights: {error}"
+        ) from error
+    if info["missing_keys"]:
+        missing = sorted(info["missing_keys"])
+        raise CheckpointError(
+            f"llm.name_or_path={config.name_or_path!r}: the checkpoint lacks {len(missing)} weights "
+            f"(e.g. {missing[:3]}); they would be left random"
+        )
+    adapter_class = Seq2SeqAdapter if kind == SEQ2SEQ else CausalAdapter
+    return adapter_class(model, _load_tokenizer(config), config)
