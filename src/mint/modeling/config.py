@@ -1,0 +1,32 @@
+"""The saved model's configuration: what it takes to rebuild a MintModel on its own."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mint.bridge.config import BridgeConfig
+from mint.encoders.config import EncoderConfig
+from mint.errors import ConfigError
+
+
+@dataclass
+class MintConfig:
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    bridge: BridgeConfig = field(default_factory=BridgeConfig)
+    # Bridge-Net tokenizer: a local directory or hub id. None: the tokenizer of the checkpoint the
+    # Bridge-Net starts from (`bridge.init_path` / the MiniLM package), which every init needs.
+    tokenizer: str | None = None
+    embed_dim: int = 256
+    max_text_length: int = 32
+    max_audio_seconds: float = 10.0
+    temperature: float = 0.07
+
+    def __post_init__(self) -> None:
+        if self.embed_dim <= 0:
+            raise ConfigError(f"model.embed_dim: expected a positive integer, got {self.embed_dim}")
+        if self.max_text_length < 2:
+            raise ConfigError(f"model.max_text_length: expected >= 2, got {self.max_text_length}")
+        if self.max_audio_seconds <= 0:
+            raise ConfigError(f"model.max_audio_seconds: expected > 0, got {self.max_audio_seconds}")
+        if not 0.001 <= self.temperature <= 0.5:
+            raise ConfigError(f"model.temperature: expected within [0.001, 0.5], got {self.temperature}")

@@ -1,0 +1,108 @@
+"""Stage 1 end to end: build the model and data from a PretrainConfig, train, save."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from mint.audio.frontend import AudioFrontend, FrontendConfig
+from mint.config import save_config
+from mint.data.feature_cache import CacheReport, FeatureCache, build_feature_cache
+from mint.data.pairs import CaptionPairDataset, collate_pairs
+from mint.data.sources import ClipSource, ManifestSource, SyntheticSource
+from mint.data.synth.corpus import SynthSpec
+from mint.encoders import build_encoder
+from mint.errors import ConfigError
+from mint.modeling import MintModel
+from mint.training.config import DataConfig, PretrainConfig
+from mint.training.plots import plot_training_curves
+from mint.training.trainer import Trainer, TrainResult
+
+logger = logging.getLogger(__name__)
+
+
+def build_source(data: DataConfig, sample_rate: int) -> ClipSource:
+    if data.source == "manifest":
+        return ManifestSource.from_file(data.manifest)
+    synthetic = data.synthetic
+    spec = SynthSpec(
+        num_clips=synthetic.num_clips,
+        seed=synthetic.seed,
+        sample_rate=sample_rate,
+        clip_seconds=synthetic.clip_seconds,
+        min_events=synthetic.min_events,
+        max_events=synthetic.max_events,
+    )
+    return SyntheticSource(spec)
+
+
+def frontend_for(config: PretrainConfig, sample_rate: int) -> AudioFrontend:
+    return AudioFrontend(FrontendConfig(sample_rate=sample_rate, max_seconds=config.model.max_audio_seconds))
+
+
+def run_pretraining(config: PretrainConfig) -> TrainResult:
+    output_dir = Path(config.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(config.trainer.seed)
+    model = MintModel.from_config(config.model)
+    model.bridge.config.gradient_checkpointing = config.trainer.gradient_checkpointing
+    save_config(config, output_dir / "config.yaml")
+
+    frontend = frontend_for(config, model.sample_rate)
+    source = build_source(config.data, model.sample_rate)
+    cache = None
+    if config.data.use_feature_cache:
+        cache = FeatureCache(config.data.feature_cache, model.encoder.identity(), frontend.config)
+    dataset = CaptionPairDataset(source, frontend, seed=config.trainer.seed, train=True, cache=cache)
+
+    def loss_fn(wrapped: nn.Module, batch: dict, generator: torch.Generator):
+        input_ids, attention_mask = model.tokenize(batch["captions"], device=batch["audio_keys"].device)
+        audio = (
+            {"features": batch["features"], "feature_mask": batch["feature_mask"]}
+            if "features" in batch
+            else {"waveforms": batch["waveforms"], "lengths": batch["lengths"]}
+        )
+        out = wrapped(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            audio_keys=batch["audio_keys"],
+            text_keys=batch["text_keys"],
+            generator=generator,
+            weights=config.objectives,
+            **audio,
+        )
+        return out.loss, {
+            "loss_atc": out.loss_atc,
+            "loss_atm": out.loss_atm,
+            "loss_atg": out.loss_atg,
+            "temperature": out.temperature,
+        }
+
+    trainer = Trainer(
+        model,
+        config.trainer,
+        output_dir,
+        dataset,
+        collate_pairs,
+        loss_fn,
+        trainable_state=lambda module: module.trainable_state_dict(),
+    )
+    result = trainer.fit(resume=config.resume)
+    if trainer.accelerator.is_main_process:
+        model.save_pretrained(output_dir / "model")
+        plot_training_curves(output_dir / "metrics.jsonl", output_dir / "loss.png")
+    return result
+
+
+def run_feature_caching(config: PretrainConfig, batch_size: int = 16, progress: bool = True) -> CacheReport:
+    if not config.data.feature_cache:
+        raise ConfigError("data.feature_cache: set the directory to write the cache to")
+    encoder = build_encoder(config.model.encoder)
+    frontend = frontend_for(config, encoder.sample_rate)
+    source = build_source(config.data, encoder.sample_rate)
+    return build_feature_cache(
+        encoder, source, frontend, config.data.feature_cache, batch_size, progress=progress
+    )

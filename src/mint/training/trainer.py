@@ -1,0 +1,249 @@
+"""The training loop, shared by both stages: accelerate for devices, precision and processes.
+
+Runs as one plain process (no process group needed) and under `accelerate launch` / `torchrun`.
+The data position is the step number (see `mint.data.sampler`), so a run stopped and resumed from
+a checkpoint logs exactly the losses of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from mint.data.sampler import StepBatchSampler
+from mint.errors import MintError
+from mint.training.checkpoint import latest_valid_checkpoint, load_checkpoint, save_checkpoint
+from mint.training.config import TrainerConfig
+from mint.training.optim import parameter_groups, warmup_cosine
+
+logger = logging.getLogger(__name__)
+
+# A loss function gets the unwrapped-or-wrapped model, a batch on the device and a seeded generator,
+# and returns the loss to minimise plus named scalars to log (e.g. {"loss_atc": ...}).
+LossFn = Callable[[nn.Module, dict, torch.Generator], tuple[torch.Tensor, dict[str, torch.Tensor]]]
+
+
+class NonFiniteLossError(MintError):
+    """Too many steps produced a NaN or infinite loss."""
+
+
+@dataclass
+class TrainResult:
+    final_step: int
+    skipped_nonfinite: int
+    history: list[dict] = field(default_factory=list)
+
+
+def _move(batch: dict, device: torch.device) -> dict:
+    return {
+        key: value.to(device) if isinstance(value, torch.Tensor) else value for key, value in batch.items()
+    }
+
+
+def _step_generator(seed: int, step: int, micro: int) -> torch.Generator:
+    return torch.Generator().manual_seed((seed * 1_000_003 + step) * 131 + micro)
+
+
+class Trainer:
+    def __init__(
+        self,
+        model: nn.Module,
+        config: TrainerConfig,
+        output_dir: str | os.PathLike,
+        dataset: Dataset,
+        collate_fn: Callable[[list], dict],
+        loss_fn: LossFn,
+        trainable_state: Callable[[nn.Module], dict[str, torch.Tensor]],
+    ) -> None:
+        self.config = config
+        self.output_dir = Path(output_dir)
+        self.dataset = dataset
+        self.collate_fn = collate_fn
+        self.loss_fn = loss_fn
+        self.trainable_state = trainable_state
+        self.accelerator = Accelerator(mixed_precision="bf16" if config.precision == "bf16" else "no")
+        self.model = model
+        self.optimizer = torch.optim.AdamW(
+            parameter_groups(model, config.weight_decay), lr=config.lr, betas=config.betas
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer,
+            lambda step: warmup_cosine(step, config.warmup_steps, config.max_steps, config.min_lr_ratio),
+        )
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.output_dir / "checkpoints"
+
+    def _resume(self) -> tuple[int, int]:
+        path = latest_valid_checkpoint(self.checkpoint_dir)
+        if path is None:
+            logger.info(
+                "resume requested but no checkpoint under %s: starting from step 0", self.checkpoint_dir
+            )
+            return 0, 0
+        weights, state = load_checkpoint(path, self.optimizer, self.scheduler)
+        unexpected = self.model.load_state_dict(weights, strict=False).unexpected_keys
+        if unexpected:
+            raise MintError(f"{path}: checkpoint has weights the model does not: {unexpected[:5]}")
+        logger.info("resumed from %s (step %d)", path, state["step"])
+        return state["step"], state.get("skipped_nonfinite", 0)
+
+    def _metrics_log(self, start_step: int) -> Path:
+        """metrics.jsonl without the lines logged after `start_step` (the resumed run logs them again)."""
+        path = self.output_dir / "metrics.jsonl"
+        if path.exists():
+            kept = [
+                line
+                for line in path.read_text().splitlines()
+                if line and json.loads(line)["step"] <= start_step
+            ]
+            path.write_text("".join(line + "\n" for line in kept))
+        return path
+
+    def fit(self, resume: bool = False) -> TrainResult:
+        config, accelerator = self.config, self.accelerator
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(config.seed)
+        start_step, skipped = self._resume() if resume else (0, 0)
+
+        sampler = StepBatchSampler(
+            len(self.dataset),
+            config.batch_size,
+            config.max_steps,
+            config.seed,
+            start_step=start_step,
+            grad_accum_steps=config.grad_accum_steps,
+            rank=accelerator.process_index,
+            world_size=accelerator.num_processes,
+        )
+        # Its own generator: DataLoader would otherwise draw a worker seed from the global RNG, and a
+        # resumed run would then see different dropout masks from an uninterrupted one.
+        loader = DataLoader(
+            self.dataset,
+            batch_sampler=sampler,
+            collate_fn=self.collate_fn,
+            num_workers=config.num_workers,
+            generator=torch.Generator().manual_seed(config.seed),
+        )
+        model, optimizer = accelerator.prepare(self.model, self.optimizer)
+        model.train()
+
+        metrics_path = self._metrics_log(start_step) if accelerator.is_main_process else None
+        writer = self._tensorboard() if accelerator.is_main_process else None
+        progress = tqdm(
+            total=config.max_steps,
+            initial=start_step,
+            desc="training",
+            disable=not (config.progress_bar and accelerator.is_main_process),
+        )
+        result = TrainResult(final_step=start_step, skipped_nonfinite=skipped)
+        sums: dict[str, float] = {}
+        micro, step, started = 0, start_step, time.perf_counter()
+        for batch in loader:
+            is_last_micro = micro == config.grad_accum_steps - 1
+            generator = _step_generator(config.seed, step, micro)
+            with accelerator.autocast():
+                if is_last_micro:
+                    loss, logs = self.loss_fn(model, _move(batch, accelerator.device), generator)
+                else:
+                    with accelerator.no_sync(model):
+                        loss, logs = self.loss_fn(model, _move(batch, accelerator.device), generator)
+            scaled = loss / config.grad_accum_steps
+            if is_last_micro:
+                accelerator.backward(scaled)
+            else:
+                with accelerator.no_sync(model):
+                    accelerator.backward(scaled)
+            for name, value in {"loss": loss, **logs}.items():
+                sums[name] = sums.get(name, 0.0) + float(value.detach()) / config.grad_accum_steps
+            micro += 1
+            if not is_last_micro:
+                continue
+
+            finite = torch.tensor([float(math.isfinite(sums["loss"]))], device=accelerator.device)
+            if accelerator.reduce(finite, reduction="min").item() < 1:
+                optimizer.zero_grad(set_to_none=True)
+                result.skipped_nonfinite += 1
+                logger.warning(
+                    "step %d: non-finite loss, step skipped (%d so far)", step, result.skipped_nonfinite
+                )
+                if result.skipped_nonfinite > config.max_nonfinite_steps:
+                    raise NonFiniteLossError(
+                        f"{result.skipped_nonfinite} steps had a NaN/inf loss "
+                        f"(trainer.max_nonfinite_steps={config.max_nonfinite_steps}); stopping"
+                    )
+            else:
+                if config.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            lr = self.scheduler.get_last_lr()[0]
+            self.scheduler.step()
+            step += 1
+            micro = 0
+            progress.update(1)
+
+            averaged = {
+                name: accelerator.reduce(
+                    torch.tensor([value], device=accelerator.device), reduction="mean"
+                ).item()
+                for name, value in sorted(sums.items())
+            }
+            sums = {}
+            if step % config.log_every == 0 or step == config.max_steps:
+                record = {"step": step, **averaged, "lr": lr}
+                record["samples_per_s"] = (
+                    config.batch_size * (step - start_step) / (time.perf_counter() - started)
+                )
+                result.history.append(record)
+                progress.set_postfix(loss=f"{averaged['loss']:.3f}")
+                if metrics_path is not None:
+                    with metrics_path.open("a") as handle:
+                        handle.write(json.dumps(record) + "\n")
+                if writer is not None:
+                    for name, value in record.items():
+                        if name != "step":
+                            writer.add_scalar(f"train/{name}", value, step)
+            if step % config.save_every == 0 or step == config.max_steps:
+                self._save(step, result.skipped_nonfinite)
+        progress.close()
+        if writer is not None:
+            writer.close()
+        result.final_step = step
+        return result
+
+    def _save(self, step: int, skipped: int) -> None:
+        accelerator = self.accelerator
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            save_checkpoint(
+                self.checkpoint_dir,
+                step,
+                self.trainable_state(accelerator.unwrap_model(self.model)),
+                self.optimizer,
+                self.scheduler,
+                {"skipped_nonfinite": skipped},
+                self.config.keep_last,
+            )
+        accelerator.wait_for_everyone()
+
+    def _tensorboard(self):
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            logger.info("tensorboard is not installed: metrics go to metrics.jsonl only")
+            return None
+        return SummaryWriter(log_dir=str(self.output_dir / "tensorboard"))

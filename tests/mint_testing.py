@@ -1,0 +1,41 @@
+"""Helpers shared by tests: tiny configs that build in a second and never touch the network."""
+
+from __future__ import annotations
+
+
+def tiny_model_overrides() -> list[str]:
+    """Dotted overrides that shrink any run config to a Bridge-Net of a few thousand weights."""
+    return [
+        "model.encoder.kind=mel",
+        "model.encoder.hidden_size=32",
+        "model.encoder.n_mels=32",
+        "model.bridge.init=scratch",
+        "model.bridge.hidden_size=32",
+        "model.bridge.num_layers=2",
+        "model.bridge.num_heads=2",
+        "model.bridge.intermediate_size=64",
+        "model.bridge.num_queries=4",
+        "model.bridge.cross_attention_freq=1",
+        "model.bridge.dropout=0.0",
+        "model.bridge.attention_dropout=0.0",
+        "model.embed_dim=16",
+        "model.max_text_length=16",
+        "model.max_audio_seconds=1.5",
+    ]
+
+
+def tiny_pretrain_overrides(output_dir, steps: int = 4) -> list[str]:
+    return [
+        *tiny_model_overrides(),
+        f"output_dir={output_dir}",
+        "data.source=synthetic",
+        "data.synthetic.num_clips=24",
+        "data.synthetic.clip_seconds=1.5",
+        "data.synthetic.max_events=1",
+        f"trainer.max_steps={steps}",
+        "trainer.batch_size=4",
+        "trainer.warmup_steps=1",
+        "trainer.log_every=1",
+        f"trainer.save_every={steps}",
+        "trainer.progress_bar=false",
+    ]
