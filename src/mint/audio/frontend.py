@@ -232,9 +232,10 @@ class AudioFrontend:
             source = buffered
         info = audio_info(source)
         window = _plan_window(info.frames, info.sample_rate, self.sample_rate, self.max_samples, rng)
-        self._check_window(window, info.frames, info.sample_rate, describe_source(source))
+        name = describe_source(source)
+        self._check_window(window, info.frames, info.sample_rate, name)
         decoded = read_audio(source, window.read_start, window.read_stop - window.read_start)
-        return self._finish(decoded.samples, info.sample_rate, window)
+        return self._finish(decoded.samples, info.sample_rate, window, name)
 
     def process(
         self, samples: np.ndarray, sample_rate: int, rng: np.random.Generator | None = None
@@ -244,7 +245,7 @@ class AudioFrontend:
         sample_rate = _check_rate(sample_rate, "sample_rate")
         window = _plan_window(len(array), sample_rate, self.sample_rate, self.max_samples, rng)
         self._check_window(window, len(array), sample_rate, "samples")
-        return self._finish(array[window.read_start : window.read_stop], sample_rate, window)
+        return self._finish(array[window.read_start : window.read_stop], sample_rate, window, "samples")
 
     def _check_window(self, window: _Window, frames: int, sample_rate: int, name: str) -> None:
         if window.keep_length == 0:
@@ -252,7 +253,15 @@ class AudioFrontend:
                 f"{name}: {frames} frame(s) at {sample_rate} Hz is shorter than one sample at {self.sample_rate} Hz"
             )
 
-    def _finish(self, chunk: np.ndarray, sample_rate: int, window: _Window) -> np.ndarray:
+    def _finish(self, chunk: np.ndarray, sample_rate: int, window: _Window, name: str) -> np.ndarray:
         mono = to_mono(chunk, self.config.mono)
         out = resample(mono, sample_rate, self.sample_rate, self.config.resample_quality)
-        return np.ascontiguousarray(out[window.keep_start : window.keep_start + window.keep_length])
+        clip = np.ascontiguousarray(out[window.keep_start : window.keep_start + window.keep_length])
+        if not np.isfinite(clip).all():
+            # Finite float samples near the float32 limit (e.g. a damaged float WAV) overflow in the
+            # resampling filter; such values are not audio, and NaN must not reach the encoder.
+            peak = float(np.abs(chunk).max())
+            raise AudioError(
+                f"{name}: samples reach {peak:.3g}, far outside [-1, 1]; resampling them overflowed to NaN/inf"
+            )
+        return clip

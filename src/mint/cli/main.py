@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from mint.errors import MintError
 
 # Modules under mint.cli that register subcommands, in help order.
-SUBCOMMAND_MODULES: tuple[str, ...] = ("train", "data")
+SUBCOMMAND_MODULES: tuple[str, ...] = ("demo", "train", "instruct", "data", "eval", "serve")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,8 +40,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except MintError as error:
-        print(f"mint {args.command}: error: {error}", file=sys.stderr)
+        print(f"mint {args.command}: error: {error_message(error)}", file=sys.stderr)
         return 2
+
+
+def error_message(error: MintError) -> str:
+    """The error's own message, without the worker traceback a DataLoader worker wraps around it.
+
+    torch re-raises an exception from a worker process as the same class with the worker's formatted
+    traceback as its message; that traceback ends with `module.Class: <original message>`.
+    """
+    text = str(error)
+    marker = f"{type(error).__module__}.{type(error).__qualname__}: "
+    if "Original Traceback" in text and marker in text:
+        return text.rsplit(marker, 1)[1].strip()
+    return text
 
 
 if __name__ == "__main__":

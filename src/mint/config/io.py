@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from mint.config.overrides import apply_overrides
+from mint.config.overrides import apply_overrides, describe_yaml_error
 from mint.config.schema import from_dict
 from mint.errors import ConfigError
 
@@ -25,8 +25,10 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
         raise ConfigError(f"{path}: config file not found")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {error.start + 1})") from None
     except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML ({error})") from None
+        raise ConfigError(f"{path}: not valid YAML ({describe_yaml_error(error)})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -10,6 +10,13 @@ import yaml
 from mint.errors import ConfigError
 
 
+def describe_yaml_error(error: yaml.YAMLError) -> str:
+    """One line: where the parser stopped and why (PyYAML's own text spans several lines)."""
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark is not None else problem
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
     """Split `a.b.c=value` into a key path and a value parsed as a YAML scalar or flow collection."""
     key, sep, raw = text.partition("=")
@@ -23,7 +30,9 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as error:
-        raise ConfigError(f"override {text!r}: value is not valid YAML ({error})") from None
+        raise ConfigError(
+            f"override {text!r}: value is not valid YAML ({describe_yaml_error(error)})"
+        ) from None
     return path, value
 
 

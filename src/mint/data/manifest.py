@@ -100,11 +100,15 @@ def iter_manifest(path: str | os.PathLike) -> Iterator[ManifestRecord]:
         raise DataError(f"{path}: manifest file not found")
     base = path.parent
     seen: set[str] = set()
-    with path.open(encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
+    with path.open("rb") as handle:
+        for line_number, raw in enumerate(handle, start=1):
+            where = f"{path}:{line_number}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise DataError(f"{where}: not UTF-8 text (byte {error.start + 1} of the line)") from None
             if not line.strip():
                 continue
-            where = f"{path}:{line_number}"
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as error:

@@ -14,13 +14,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 from tqdm import tqdm
 from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
 from mint.storage import atomic_directory
 
 SPECIAL_TOKENS = {"pad_token": "<pad>", "unk_token": "<unk>", "bos_token": "<s>", "eos_token": "</s>"}
+# BERT conventions, for a word-level Bridge-Net tokenizer: [CLS] text [SEP], pad id 0.
+BERT_SPECIAL_TOKENS = {
+    "pad_token": "[PAD]",
+    "unk_token": "[UNK]",
+    "cls_token": "[CLS]",
+    "sep_token": "[SEP]",
+    "mask_token": "[MASK]",
+}
 
 
 @dataclass
@@ -35,20 +43,30 @@ class StandinLLMConfig:
     seed: int = 0
 
 
-def build_word_tokenizer(texts: Sequence[str]) -> PreTrainedTokenizerFast:
-    """Word-level tokenizer (lower-cased; words and punctuation) over every word the texts use."""
+def build_word_tokenizer(texts: Sequence[str], bert_style: bool = False) -> PreTrainedTokenizerFast:
+    """Word-level tokenizer (lower-cased; words and punctuation) over every word the texts use.
+
+    `bert_style` gives BERT's special tokens and `[CLS] text [SEP]` framing, so it can serve as a
+    small-vocabulary Bridge-Net tokenizer; otherwise GPT-style `<s>`/`</s>` tokens for a causal LM.
+    """
+    special = BERT_SPECIAL_TOKENS if bert_style else SPECIAL_TOKENS
     normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
     pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Whitespace()])
     words: set[str] = set()
     for text in texts:
         words.update(word for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)))
-    vocab = {token: index for index, token in enumerate(SPECIAL_TOKENS.values())}
+    vocab = {token: index for index, token in enumerate(special.values())}
     for word in sorted(words):
         vocab.setdefault(word, len(vocab))
-    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token=SPECIAL_TOKENS["unk_token"]))
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token=special["unk_token"]))
     backend.normalizer = normalizer
     backend.pre_tokenizer = pre_tokenizer
-    return PreTrainedTokenizerFast(tokenizer_object=backend, **SPECIAL_TOKENS)
+    if bert_style:
+        cls, sep = special["cls_token"], special["sep_token"]
+        backend.post_processor = processors.TemplateProcessing(
+            single=f"{cls} $A {sep}", special_tokens=[(cls, vocab[cls]), (sep, vocab[sep])]
+        )
+    return PreTrainedTokenizerFast(tokenizer_object=backend, **special)
 
 
 def train_standin_llm(

@@ -1,4 +1,5 @@
-"""`load_llm`: the one place that loads an LLM and its tokenizer (a local directory or a hub id)."""
+"""`load_llm`: the one place that loads an LLM and its tokenizer (a local directory, a hub id, or a tiny
+seeded random model named `random:llama` / `random:t5`, see `mint.llm.random_llm`)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ from mint.errors import CheckpointError, ConfigError
 from mint.llm.base import LLMAdapter
 from mint.llm.causal import CausalAdapter
 from mint.llm.config import CAUSAL, SEQ2SEQ, LLMConfig, torch_dtype
+from mint.llm.random_llm import build_random_llm, is_random_reference
 from mint.llm.seq2seq import Seq2SeqAdapter
 
 
 def _remote_code(config: LLMConfig) -> dict:
-    return {"trust_remote_code": True} if config.trust_remote_code else {}
+    # Always explicit: left unset, transformers asks on the terminal whether to run a checkpoint's
+    # custom code, and a "y" on stdin would run it although the config says no.
+    return {"trust_remote_code": config.trust_remote_code}
 
 
 def _resolve_kind(config: LLMConfig, model_config: Any) -> str:
@@ -50,6 +54,11 @@ def load_llm(config: LLMConfig) -> LLMAdapter:
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
     config.validate()
+    if is_random_reference(config.name_or_path):
+        model, tokenizer = build_random_llm(config.name_or_path)
+        kind = _resolve_kind(config, model.config)
+        adapter_class = Seq2SeqAdapter if kind == SEQ2SEQ else CausalAdapter
+        return adapter_class(model.to(torch_dtype(config.dtype)), tokenizer, config)
     try:
         model_config = AutoConfig.from_pretrained(config.name_or_path, **_remote_code(config))
     except (OSError, ValueError) as error:

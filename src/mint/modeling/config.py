@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from mint.bridge.config import BridgeConfig
 from mint.encoders.config import EncoderConfig
 from mint.errors import ConfigError
+from mint.llm.config import LLMConfig
 
 
 @dataclass
@@ -20,6 +21,10 @@ class MintConfig:
     max_text_length: int = 32
     max_audio_seconds: float = 10.0
     temperature: float = 0.07
+    # Stage 2: the frozen LLM the soft prompt feeds; None for a stage-1-only model.
+    llm: LLMConfig | None = None
+    # Instruction tokens (Bridge-Net tokenizer) placed after the queries in stage 2.
+    max_instruction_length: int = 32
 
     def __post_init__(self) -> None:
         if self.embed_dim <= 0:
@@ -30,3 +35,9 @@ class MintConfig:
             raise ConfigError(f"model.max_audio_seconds: expected > 0, got {self.max_audio_seconds}")
         if not 0.001 <= self.temperature <= 0.5:
             raise ConfigError(f"model.temperature: expected within [0.001, 0.5], got {self.temperature}")
+        if self.max_instruction_length < 2:
+            raise ConfigError(
+                f"model.max_instruction_length: expected >= 2, got {self.max_instruction_length}"
+            )
+        if self.llm is not None:
+            self.llm.validate("model.llm")

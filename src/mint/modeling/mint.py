@@ -1,8 +1,9 @@
-"""MintModel: frozen audio encoder -> trainable LayerNorm -> Bridge-Net -> stage-1 heads.
+"""MintModel: frozen audio encoder -> trainable LayerNorm -> Bridge-Net -> stage-1 heads (+ frozen LLM).
 
 The model computes features, embeddings and logits; the stage-1 losses that combine them live in
-`mint.modeling.pretraining` and `mint.objectives`. Only `from_config` / `from_pretrained` touch the
-disk; the constructor takes ready-built parts.
+`mint.modeling.pretraining` and `mint.objectives`, the stage-2 path (instruction-aware queries, soft
+prompt, LLM) in `mint.modeling.instruct`. Only `from_config` / `from_pretrained` touch the disk; the
+constructor takes ready-built parts.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,21 +28,31 @@ from mint.bridge import (
     load_bridge_tokenizer,
     minilm_path,
 )
-from mint.config import config_to_dict, from_dict
+from mint.config import config_to_dict
 from mint.encoders import AudioEncoder, build_encoder
 from mint.errors import CheckpointError, ConfigError
+from mint.llm import LLMAdapter, load_llm
+from mint.modeling import instruct
 from mint.modeling.config import MintConfig
-from mint.modeling.outputs import AudioFeatures, Stage1Output
+from mint.modeling.outputs import AudioFeatures, InstructOutput, Stage1Output
 from mint.modeling.pretraining import ObjectiveWeights, stage1_losses
+from mint.modeling.saved import (
+    CONFIG_NAME,
+    FORMAT_VERSION,
+    LORA_DIR,
+    TOKENIZER_DIR,
+    WEIGHTS_NAME,
+    portable_reference,
+    read_saved_config,
+    stage1_weights,
+)
 from mint.objectives.contrastive import LearnableTemperature
-from mint.storage import atomic_directory, file_digests, verify_digests
+from mint.storage import atomic_directory, file_digests
 
 logger = logging.getLogger(__name__)
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-TOKENIZER_DIR = "tokenizer"
-FORMAT_VERSION = 1
+# Prefixes of state-dict entries never written to model.safetensors: the frozen parts, referenced instead.
+FROZEN_PREFIXES = ("encoder.", "llm.")
 
 
 def resolve_tokenizer_source(config: MintConfig) -> str:
@@ -58,8 +70,19 @@ def resolve_tokenizer_source(config: MintConfig) -> str:
 
 
 class MintModel(nn.Module):
-    def __init__(self, config: MintConfig, encoder: AudioEncoder, bridge: BridgeNet, tokenizer: Any) -> None:
+    def __init__(
+        self,
+        config: MintConfig,
+        encoder: AudioEncoder,
+        bridge: BridgeNet,
+        tokenizer: Any,
+        llm: LLMAdapter | None = None,
+    ) -> None:
         super().__init__()
+        if (llm is None) != (config.llm is None):
+            raise ConfigError(
+                "model.llm: the config and the LLM given to MintModel disagree (one is missing)"
+            )
         self.config = config
         self.encoder = encoder
         self.tokenizer = tokenizer
@@ -70,36 +93,54 @@ class MintModel(nn.Module):
         self.text_proj = nn.Linear(hidden, config.embed_dim)
         self.match_head = nn.Linear(hidden, 2)
         self.temperature = LearnableTemperature(init=config.temperature)
+        self.llm = llm
+        self.llm_proj = nn.Linear(hidden, llm.hidden_size) if llm is not None else None
 
     # ----- construction and persistence -------------------------------------------------------
 
     @classmethod
     def from_config(cls, config: MintConfig) -> MintModel:
-        """Build a fresh model: load the frozen encoder and the Bridge-Net's starting weights."""
+        """Build a fresh model: load the frozen encoder (and LLM) and the Bridge-Net's starting weights."""
         encoder = build_encoder(config.encoder)
         tokenizer = load_bridge_tokenizer(resolve_tokenizer_source(config))
         config.bridge.encoder_hidden_size = encoder.hidden_size
         bridge, report = build_bridge(config.bridge, len(tokenizer))
         config.bridge = bridge.config
-        model = cls(config, encoder, bridge, tokenizer)
+        llm = load_llm(config.llm) if config.llm is not None else None
+        model = cls(config, encoder, bridge, tokenizer, llm)
         model.init_report = report
         return model
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
-        """Trainable weights only: the frozen encoder is referenced by id or path, never copied in."""
+        """The model's own weights (LayerNorm, Bridge-Net, heads, llm_proj): the frozen encoder and LLM are
+        referenced by id or path, never copied in; LoRA weights, when on, are saved on their own."""
         state: dict[str, torch.Tensor] = {}
         for name, tensor in self.state_dict().items():
-            if not name.startswith("encoder."):
+            if not name.startswith(FROZEN_PREFIXES):
                 state[name] = tensor.detach().contiguous().cpu()
         return state
 
+    def training_state_dict(self) -> dict[str, torch.Tensor]:
+        """Everything training changes, keyed as in `state_dict()`: `trainable_state_dict()` plus the LLM's
+        LoRA weights (what a training checkpoint must hold for an exact resume)."""
+        state = self.trainable_state_dict()
+        if self.llm is not None:
+            for name, tensor in self.llm.trainable_state().items():
+                state[f"llm.{name}"] = tensor.detach().contiguous().cpu()
+        return state
+
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
-        """Write config.json, model.safetensors, the tokenizer and their digests, atomically."""
+        """Write config.json, model.safetensors, the tokenizer, LoRA weights (if on) and their digests,
+        atomically."""
         with atomic_directory(directory) as staging:
             save_file(self.trainable_state_dict(), str(staging / WEIGHTS_NAME), metadata={"format": "pt"})
             self.tokenizer.save_pretrained(str(staging / TOKENIZER_DIR))
+            if self.llm is not None and self.llm.config.lora:
+                self.llm.save_adapter(str(staging / LORA_DIR))
             config = config_to_dict(self.config)
-            config["encoder"]["name_or_path"] = _portable_reference(self.config.encoder.name_or_path)
+            config["encoder"]["name_or_path"] = portable_reference(self.config.encoder.name_or_path)
+            if self.config.llm is not None:
+                config["llm"]["name_or_path"] = portable_reference(self.config.llm.name_or_path)
             payload = {"model_type": "mint", "format_version": FORMAT_VERSION, "config": config}
             (staging / CONFIG_NAME).write_text(json.dumps(payload, indent=2) + "\n")
             file_digests(staging, write=True)
@@ -108,29 +149,39 @@ class MintModel(nn.Module):
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike) -> MintModel:
         directory = Path(directory)
-        config_path = directory / CONFIG_NAME
-        if not config_path.is_file():
-            raise CheckpointError(f"{directory}: not a saved MINT model (no {CONFIG_NAME})")
-        verify_digests(directory)
-        payload = json.loads(config_path.read_text())
-        if payload.get("model_type") != "mint":
-            raise CheckpointError(
-                f"{config_path}: model_type is {payload.get('model_type')!r}, expected 'mint'"
-            )
-        config = from_dict(MintConfig, payload["config"], where="config")
+        config = read_saved_config(directory)
         encoder = build_encoder(config.encoder)
         tokenizer = load_bridge_tokenizer(str(directory / TOKENIZER_DIR))
         bridge = BridgeNet(config.bridge)
-        model = cls(config, encoder, bridge, tokenizer)
+        llm = load_llm(config.llm) if config.llm is not None else None
+        model = cls(config, encoder, bridge, tokenizer, llm)
         state = load_file(str(directory / WEIGHTS_NAME))
         missing, unexpected = model.load_state_dict(state, strict=False)
-        missing = [name for name in missing if not name.startswith("encoder.")]
+        missing = [name for name in missing if not name.startswith(FROZEN_PREFIXES)]
         if missing or unexpected:
             raise CheckpointError(
                 f"{directory / WEIGHTS_NAME}: weights do not match the config (missing {missing[:5]}, "
                 f"unexpected {unexpected[:5]})"
             )
+        if llm is not None and config.llm.lora:
+            llm.load_adapter(str(directory / LORA_DIR))
         return model
+
+    def load_stage1_weights(self, directory: str | os.PathLike) -> None:
+        """Start stage 2 from a saved stage-1 model: take its LayerNorm, Bridge-Net and heads (and its
+        tokenizer, which the Bridge-Net's vocabulary belongs to). Its encoder and Bridge-Net shapes must
+        match this model's config; `llm_proj` is stage 2's own and stays as built."""
+        directory = Path(directory)
+        self.load_state_dict(
+            stage1_weights(self.config, self.trainable_state_dict(), directory), strict=False
+        )
+        self.tokenizer = load_bridge_tokenizer(str(directory / TOKENIZER_DIR))
+
+    def freeze_stage2_idle_parameters(self) -> None:
+        """Stop training what the stage-2 loss never reaches (see `instruct.stage2_idle_modules`): it would
+        only take optimizer state, and DistributedDataParallel waits for gradients of every trainable one."""
+        for module in instruct.stage2_idle_modules(self):
+            module.requires_grad_(False)
 
     def trainable_parameters(self) -> list[tuple[str, nn.Parameter]]:
         return [(name, p) for name, p in self.named_parameters() if p.requires_grad]
@@ -141,28 +192,34 @@ class MintModel(nn.Module):
 
     def forward(
         self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
-        audio_keys: torch.Tensor,
-        text_keys: torch.Tensor,
-        generator: torch.Generator,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        audio_keys: torch.Tensor | None = None,
+        text_keys: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
         waveforms: torch.Tensor | None = None,
         lengths: torch.Tensor | None = None,
         features: torch.Tensor | None = None,
         feature_mask: torch.Tensor | None = None,
         weights: ObjectiveWeights | None = None,
-    ) -> Stage1Output:
-        """Stage-1 losses for a batch of raw audio (`waveforms`, `lengths`) or cached `features`.
+        instructions: Sequence[str] | None = None,
+        responses: Sequence[str] | None = None,
+    ) -> Stage1Output | InstructOutput:
+        """Training losses for a batch of raw audio (`waveforms`, `lengths`) or cached `features`.
 
-        Training goes through `forward` so that a DistributedDataParallel wrapper sees the call.
+        With `instructions` and `responses`: the stage-2 loss (`InstructOutput`). Otherwise the stage-1
+        losses (`Stage1Output`) of captions `input_ids` with their `audio_keys`, `text_keys` and a
+        `generator` for the hard negatives. Training goes through `forward` so that a
+        DistributedDataParallel wrapper sees the call.
         """
-        if features is not None:
-            audio = self.normalise_audio(features, feature_mask)
-        elif waveforms is not None:
-            audio = self.encode_audio(waveforms, lengths)
-        else:
+        audio = self._forward_audio(waveforms, lengths, features, feature_mask)
+        if instructions is not None or responses is not None:
+            if instructions is None or responses is None:
+                raise instruct.InstructInputError("forward: stage 2 needs both instructions and responses")
+            return InstructOutput(self.instruct_loss(audio, instructions, responses))
+        if any(value is None for value in (input_ids, attention_mask, audio_keys, text_keys, generator)):
             raise ValueError(
-                "MintModel.forward: pass either waveforms and lengths, or features and feature_mask"
+                "MintModel.forward: stage 1 needs input_ids, attention_mask, audio_keys, text_keys and generator"
             )
         return stage1_losses(
             self,
@@ -174,6 +231,23 @@ class MintModel(nn.Module):
             weights or ObjectiveWeights(),
             generator,
         )
+
+    def _forward_audio(
+        self,
+        waveforms: torch.Tensor | None,
+        lengths: torch.Tensor | None,
+        features: torch.Tensor | None,
+        feature_mask: torch.Tensor | None,
+    ) -> AudioFeatures:
+        if features is not None:
+            audio = self.normalise_audio(features, feature_mask)
+        elif waveforms is not None:
+            audio = self.encode_audio(waveforms, lengths)
+        else:
+            raise ValueError(
+                "MintModel.forward: pass either waveforms and lengths, or features and feature_mask"
+            )
+        return audio
 
     # ----- features ------------------------------------------------------------------------------
 
@@ -249,9 +323,40 @@ class MintModel(nn.Module):
         )
         return self.bridge.lm_logits(out.text_output)
 
+    # ----- stage 2: instruction-aware queries and the frozen LLM ----------------------------------
 
-def _portable_reference(name_or_path: str | None) -> str | None:
-    """Local encoder directories are stored as absolute paths so the saved model loads from anywhere."""
-    if name_or_path and Path(name_or_path).exists():
-        return str(Path(name_or_path).resolve())
-    return name_or_path
+    def instruction_queries(self, audio: AudioFeatures, instructions: Sequence[str]) -> torch.Tensor:
+        """Query outputs [B, Nq, H]: the queries read the audio with the instruction tokens after them
+        (bidirectional mask), so what they extract depends on the instruction."""
+        return instruct.instruction_queries(self, audio, instructions)
+
+    def soft_prompt(self, audio: AudioFeatures, instructions: Sequence[str]) -> torch.Tensor:
+        """The LLM's soft prompt [B, Nq, D_llm]: `instruction_queries` through `llm_proj`."""
+        return instruct.soft_prompt(self, audio, instructions)
+
+    def instruct_loss(
+        self, audio: AudioFeatures, instructions: Sequence[str], responses: Sequence[str]
+    ) -> torch.Tensor:
+        """Mean negative log-likelihood of the response tokens (+ end-of-sequence) under the frozen LLM,
+        given the soft prompt and the instruction; prompt, instruction and padding carry no loss."""
+        return instruct.instruct_loss(self, audio, instructions, responses)
+
+    def generate(
+        self, audio: AudioFeatures, instructions: Sequence[str], **generation_kwargs: Any
+    ) -> list[str]:
+        """One response per clip, batched. `generation_kwargs` are those of `LLMAdapter.generate`:
+        max_new_tokens, min_new_tokens, num_beams, do_sample, temperature, top_p, length_penalty,
+        use_cache. Call `eval()` first for deterministic Bridge-Net outputs."""
+        return instruct.generate(self, audio, instructions, **generation_kwargs)
+
+    def score(
+        self,
+        audio: AudioFeatures,
+        instructions: Sequence[str],
+        candidates: Sequence[str] | Sequence[Sequence[str]],
+        normalise: bool = False,
+        rows_per_pass: int | None = None,
+    ) -> torch.Tensor:
+        """Rank classification: log-likelihood [B, C] of each candidate (one list shared by every clip, or
+        one list per clip) as the LLM's response; `normalise` divides by its token count."""
+        return instruct.score(self, audio, instructions, candidates, normalise, rows_per_pass)

@@ -22,3 +22,8 @@ class Stage1Output:
     loss_atm: torch.Tensor
     loss_atg: torch.Tensor
     temperature: torch.Tensor
+
+
+@dataclass
+class InstructOutput:
+    loss: torch.Tensor  # mean negative log-likelihood of the response tokens (+ end-of-sequence)

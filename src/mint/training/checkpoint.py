@@ -111,14 +111,28 @@ def save_checkpoint(
         (partial / "trainer_state.json").write_text(json.dumps(state))
         file_digests(partial, write=True)
         if final.exists():
-            shutil.rmtree(final)
+            _remove(final)
         os.replace(partial, final)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
     for old in list_checkpoints(root)[:-keep_last]:
-        shutil.rmtree(old, ignore_errors=True)
+        _remove(old)
+    # What killed runs left behind: hidden, never listed, but as large as a checkpoint each.
+    for stale in (*root.glob(".partial-*"), *root.glob(".retired-*")):
+        shutil.rmtree(stale, ignore_errors=True)
     return final
+
+
+def _remove(checkpoint: Path) -> None:
+    """Delete a checkpoint folder, first moving it out of the listed names.
+
+    Deleting file by file in place would leave, if interrupted, a listed checkpoint missing files;
+    the rename is atomic, so the checkpoint is either complete and listed or no longer listed.
+    """
+    retired = Path(tempfile.mkdtemp(prefix=".retired-", dir=checkpoint.parent))
+    os.replace(checkpoint, retired / checkpoint.name)
+    shutil.rmtree(retired, ignore_errors=True)
 
 
 def list_checkpoints(root: str | os.PathLike) -> list[Path]:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
+from mint.data.instructions import TaskWeights
 from mint.errors import ConfigError
 from mint.modeling.config import MintConfig
 from mint.modeling.pretraining import ObjectiveWeights
@@ -39,8 +41,18 @@ class TrainerConfig:
             raise ConfigError(
                 f"trainer.batch_size: {self.batch_size} is not divisible by trainer.grad_accum_steps={self.grad_accum_steps}"
             )
-        if self.lr <= 0:
-            raise ConfigError(f"trainer.lr: expected > 0, got {self.lr}")
+        for name in ("warmup_steps", "max_nonfinite_steps", "num_workers"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"trainer.{name}: expected >= 0, got {getattr(self, name)}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError(f"trainer.lr: expected a finite number > 0, got {self.lr}")
+        for name in ("weight_decay", "max_grad_norm"):  # max_grad_norm = 0 turns clipping off
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
+                raise ConfigError(f"trainer.{name}: expected a finite number >= 0, got {getattr(self, name)}")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ConfigError(f"trainer.min_lr_ratio: expected a fraction in [0, 1], got {self.min_lr_ratio}")
+        if not all(0 <= beta < 1 for beta in self.betas):
+            raise ConfigError(f"trainer.betas: expected two numbers in [0, 1), got {list(self.betas)}")
 
 
 @dataclass
@@ -56,8 +68,9 @@ class SyntheticDataConfig:
 
 @dataclass
 class DataConfig:
-    source: Literal["synthetic", "manifest"] = "synthetic"
+    source: Literal["synthetic", "manifest", "shards"] = "synthetic"
     manifest: str | None = None  # JSONL manifest when source = manifest
+    shards: str | None = None  # index.json (or its folder) of local shards from `mint data shard`
     synthetic: SyntheticDataConfig = field(default_factory=SyntheticDataConfig)
     feature_cache: str | None = None  # directory written by `mint cache-features`
     use_feature_cache: bool = False
@@ -65,6 +78,8 @@ class DataConfig:
     def __post_init__(self) -> None:
         if self.source == "manifest" and not self.manifest:
             raise ConfigError("data.manifest: required when data.source is 'manifest'")
+        if self.source == "shards" and not self.shards:
+            raise ConfigError("data.shards: required when data.source is 'shards'")
         if self.use_feature_cache and not self.feature_cache:
             raise ConfigError("data.feature_cache: required when data.use_feature_cache is true")
 
@@ -77,3 +92,40 @@ class PretrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     objectives: ObjectiveWeights = field(default_factory=ObjectiveWeights)
+
+
+@dataclass
+class InstructDataConfig:
+    """Stage-2 data: clips (generated or from a manifest) whose captions, labels and QA pairs become
+    instruction items, plus an optional instruction file of user-defined tasks
+    (`mint.data.instructions`); `tasks` weighs the mixture."""
+
+    source: Literal["synthetic", "manifest", "shards", "none"] = "synthetic"
+    manifest: str | None = None  # JSONL manifest when source = manifest
+    shards: str | None = None  # index.json (or its folder) of local shards from `mint data shard`
+    synthetic: SyntheticDataConfig = field(default_factory=SyntheticDataConfig)
+    instructions: str | None = None  # JSONL of {"audio", "instruction", "response"} lines
+    tasks: TaskWeights = field(default_factory=TaskWeights)
+
+    def __post_init__(self) -> None:
+        if self.source == "manifest" and not self.manifest:
+            raise ConfigError("data.manifest: required when data.source is 'manifest'")
+        if self.source == "shards" and not self.shards:
+            raise ConfigError("data.shards: required when data.source is 'shards'")
+        if self.source == "none" and not self.instructions:
+            raise ConfigError("data.instructions: required when data.source is 'none'")
+
+
+@dataclass
+class InstructConfig:
+    output_dir: str = "runs/instruct"
+    resume: bool = False
+    # A stage-1 model directory (`MintModel.save_pretrained`) to take the Bridge-Net from; None: fresh.
+    init_from: str | None = None
+    model: MintConfig = field(default_factory=MintConfig)
+    data: InstructDataConfig = field(default_factory=InstructDataConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+    def __post_init__(self) -> None:
+        if self.model.llm is None:
+            raise ConfigError("model.llm: stage 2 needs an LLM (set model.llm.name_or_path)")

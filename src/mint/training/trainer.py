@@ -18,12 +18,15 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import DistributedType
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from mint.data.sampler import StepBatchSampler
+from mint.distributed import world_info
 from mint.errors import MintError
+from mint.storage import atomic_write_text
 from mint.training.checkpoint import latest_valid_checkpoint, load_checkpoint, save_checkpoint
 from mint.training.config import TrainerConfig
 from mint.training.optim import parameter_groups, warmup_cosine
@@ -56,6 +59,37 @@ def _step_generator(seed: int, step: int, micro: int) -> torch.Generator:
     return torch.Generator().manual_seed((seed * 1_000_003 + step) * 131 + micro)
 
 
+def _has_accelerator_device() -> bool:
+    if hasattr(torch, "accelerator"):
+        return torch.accelerator.is_available()
+    return torch.cuda.is_available()
+
+
+def build_accelerator(precision: str) -> Accelerator:
+    """An Accelerator that counts the same processes as the process group.
+
+    Under `torchrun` on a machine without a GPU, accelerate starts the process group but reports
+    one process unless told it runs on CPU; every rank would then train on the whole global batch.
+    """
+    multi_process = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    accelerator = Accelerator(
+        mixed_precision="bf16" if precision == "bf16" else "no",
+        cpu=multi_process and not _has_accelerator_device(),
+    )
+    if accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
+        # Checkpoints hold rank 0's model and optimizer state, which sharding would cut to a slice.
+        raise MintError(
+            f"{accelerator.distributed_type.value}: not supported by the trainer, whose checkpoints need the "
+            "full trainable and optimizer state on rank 0; use DDP (configs/accelerate/ddp.yaml)"
+        )
+    if accelerator.num_processes != world_info()[1]:
+        raise MintError(
+            f"accelerate sees {accelerator.num_processes} process(es) but the process group has "
+            f"{world_info()[1]}; launch with `torchrun` or `accelerate launch` (see docs/distributed.md)"
+        )
+    return accelerator
+
+
 class Trainer:
     def __init__(
         self,
@@ -73,7 +107,7 @@ class Trainer:
         self.collate_fn = collate_fn
         self.loss_fn = loss_fn
         self.trainable_state = trainable_state
-        self.accelerator = Accelerator(mixed_precision="bf16" if config.precision == "bf16" else "no")
+        self.accelerator = build_accelerator(config.precision)
         self.model = model
         self.optimizer = torch.optim.AdamW(
             parameter_groups(model, config.weight_decay), lr=config.lr, betas=config.betas
@@ -105,12 +139,18 @@ class Trainer:
         """metrics.jsonl without the lines logged after `start_step` (the resumed run logs them again)."""
         path = self.output_dir / "metrics.jsonl"
         if path.exists():
-            kept = [
-                line
-                for line in path.read_text().splitlines()
-                if line and json.loads(line)["step"] <= start_step
-            ]
-            path.write_text("".join(line + "\n" for line in kept))
+            kept = []
+            for line in path.read_text().splitlines():
+                try:
+                    step = json.loads(line)["step"]
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    # A line cut short by a crash or a full disk; its step is logged again below.
+                    logger.warning("%s: dropping an incomplete line: %.80s", path, line)
+                    continue
+                if step <= start_step:
+                    kept.append(line)
+            # Atomic: a crash while trimming must not lose the lines that are kept.
+            atomic_write_text(path, "".join(line + "\n" for line in kept))
         return path
 
     def fit(self, resume: bool = False) -> TrainResult:

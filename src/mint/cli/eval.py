@@ -1,0 +1,178 @@
+"""`mint eval`: zero-shot classification, retrieval and captioning of a manifest, and caption metrics.
+
+Every evaluation writes results.json, summary.md and its plots into --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def _folds(text: str) -> list[int]:
+    try:
+        folds = sorted({int(part) for part in text.split(",") if part.strip()})
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated fold numbers like 1,2,3, got {text!r}"
+        ) from None
+    if not folds:
+        raise argparse.ArgumentTypeError("expected at least one fold number")
+    return folds
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("manifest", help="JSONL manifest of the clips (see `mint data prepare`)")
+    parser.add_argument("--model", required=True, metavar="DIR", help="saved model folder")
+    parser.add_argument(
+        "--out", required=True, metavar="DIR", help="folder for results.json, summary.md, plots"
+    )
+    parser.add_argument("--batch-size", type=int, default=16, help="clips per batch (default 16)")
+    parser.add_argument("--workers", type=int, default=2, help="audio decoding threads; 0 decodes inline")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
+    parser.add_argument("--folds", type=_folds, metavar="1,2,3", help="only clips of these folds")
+    parser.add_argument("--limit", type=int, metavar="N", help="only the first N (selected) clips")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+
+
+def _selection(args: argparse.Namespace) -> dict:
+    return {
+        "batch_size": args.batch_size,
+        "workers": args.workers,
+        "device": args.device,
+        "folds": args.folds,
+        "limit": args.limit,
+        "progress": args.progress,
+    }
+
+
+def _classify(args: argparse.Namespace) -> int:
+    from mint.evaluation.classify import ClassifyOptions, read_labels, read_templates, run_classification
+
+    given = {}
+    if args.templates:
+        given["templates"] = read_templates(args.templates)
+    if args.instruction:
+        given["instruction"] = args.instruction
+    options = ClassifyOptions(
+        method=args.method,
+        labels=read_labels(args.labels) if args.labels else None,
+        normalise=args.normalise,
+        **given,
+        **_selection(args),
+    )
+    results = run_classification(args.manifest, args.model, args.out, options)
+    metrics = results["metrics"]
+    if results["multi_label"]:
+        print(f"mAP {metrics['mAP']:.4f}, top-1 accuracy {metrics['top1_accuracy']:.4f}")
+    else:
+        print(f"accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f}")
+    _print_footer(results, args.out)
+    return 0
+
+
+def _retrieve(args: argparse.Namespace) -> int:
+    from mint.evaluation.retrieve import RetrieveOptions, run_retrieval
+
+    options = RetrieveOptions(k=args.k, pair_batch_size=args.pair_batch_size, **_selection(args))
+    results = run_retrieval(args.manifest, args.model, args.out, options)
+    for method, metrics in results["metrics"].items():
+        for direction, values in metrics.items():
+            print(
+                f"{method:8s} {direction:14s} R@1 {values['R@1']:.4f}  R@5 {values['R@5']:.4f}  "
+                f"R@10 {values['R@10']:.4f}  mAP@10 {values['mAP@10']:.4f}  medR {values['median_rank']:g}"
+            )
+    print(f"ATM pair evaluations: {results['atm']['pair_evaluations']} (k={results['atm']['k']})")
+    _print_footer(results, args.out)
+    return 0
+
+
+def _caption(args: argparse.Namespace) -> int:
+    from mint.evaluation.captioning import CaptionOptions, run_captioning
+
+    given = {"instruction": args.instruction} if args.instruction else {}
+    options = CaptionOptions(
+        num_beams=args.beams,
+        max_new_tokens=args.max_new_tokens,
+        spice_jar=args.spice_jar,
+        **given,
+        **_selection(args),
+    )
+    results = run_captioning(args.manifest, args.model, args.out, options)
+    print(json.dumps({key: value for key, value in results["metrics"].items() if key != "unavailable"}))
+    _print_footer(results, args.out)
+    return 0
+
+
+def _caption_metrics(args: argparse.Namespace) -> int:
+    from mint.evaluation.metrics import caption_metrics_from_jsonl
+
+    print(json.dumps(caption_metrics_from_jsonl(args.file, args.spice_jar), indent=2))
+    return 0
+
+
+def _print_footer(results: dict, out: str) -> None:
+    skipped = results["skipped"]
+    if skipped["count"]:
+        names = ", ".join(clip["id"] for clip in skipped["first"][:5])
+        print(f"skipped {skipped['count']} clip(s) {skipped['by_reason']}: {names}")
+    print(f"results written to {out}")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    group = subparsers.add_parser(
+        "eval", help="evaluate a model: classify, retrieve, caption", description=__doc__
+    )
+    actions = group.add_subparsers(dest="eval_command", metavar="ACTION", required=True)
+
+    classify = actions.add_parser(
+        "classify",
+        help="zero-shot classification (ATC prompt ensemble or LLM rank classification)",
+        description="Zero-shot classification of the manifest's clips into its labels: accuracy, macro-F1, "
+        "per-class table and confusion matrix (mAP for multi-label manifests).",
+    )
+    _common(classify)
+    classify.add_argument("--method", choices=("atc", "generative"), default="atc")
+    classify.add_argument(
+        "--labels", metavar="FILE", help="class labels, one per line (default: the manifest's)"
+    )
+    classify.add_argument(
+        "--templates", metavar="FILE", help="ATC prompt templates, one per line with {label}"
+    )
+    classify.add_argument("--instruction", help="generative: the classification instruction given to the LLM")
+    classify.add_argument(
+        "--normalise", action="store_true", help="generative: length-normalise the label log-likelihoods"
+    )
+    classify.set_defaults(func=_classify)
+
+    retrieve = actions.add_parser(
+        "retrieve",
+        help="audio-text retrieval: ATC ranking, ATM re-ranking of the top k",
+        description="Audio<->text retrieval over the manifest's clips and captions (AudioCaps/Clotho "
+        "protocol): R@1/5/10, mAP@10, median and mean rank for ATC and ATC+ATM.",
+    )
+    _common(retrieve)
+    retrieve.add_argument("--k", type=int, default=128, help="items per query re-ranked by ATM (default 128)")
+    retrieve.add_argument("--pair-batch-size", type=int, default=64, help="ATM pairs per forward pass")
+    retrieve.set_defaults(func=_retrieve)
+
+    caption = actions.add_parser(
+        "caption",
+        help="generate captions with a stage-2 model and score them",
+        description="Caption each clip (beam search) and score against the manifest's captions.",
+    )
+    _common(caption)
+    caption.add_argument("--instruction", help="the captioning instruction given to the LLM")
+    caption.add_argument("--beams", type=int, default=5, help="beam width (default 5)")
+    caption.add_argument("--max-new-tokens", type=int, default=30)
+    caption.add_argument("--spice-jar", metavar="PATH", help="spice-1.0.jar (with CoreNLP in lib/) for SPICE")
+    caption.set_defaults(func=_caption)
+
+    metrics = actions.add_parser(
+        "caption-metrics",
+        help="caption metrics of a JSONL file of {id, candidate, references}",
+        description="Print BLEU, METEOR, ROUGE-L, CIDEr-D (and SPICE/SPIDEr with --spice-jar) as JSON.",
+    )
+    metrics.add_argument("file", help='JSON lines: {"id", "candidate", "references": [...]}')
+    metrics.add_argument("--spice-jar", metavar="PATH", help="spice-1.0.jar (with CoreNLP in lib/) for SPICE")
+    metrics.set_defaults(func=_caption_metrics)

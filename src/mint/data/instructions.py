@@ -1,0 +1,303 @@
+"""Stage-2 instruction data: templates per task, (instruction, response) pairs read off clips, user-defined
+instruction files, and a dataset addressed by (epoch, index) like the stage-1 pairs.
+
+Tasks, and what a clip needs for each:
+
+* `caption` (captions): one of the clip's captions.
+* `classify` (labels): the label as an open answer (single-label clips), or multiple choice: one of the
+  clip's labels among shuffled options drawn from labels the clip does not have.
+* `qa` (question-answer pairs): the answer to one of the clip's questions.
+* `tagging` (labels): all of the clip's labels, comma-separated, in the clip's order.
+* `custom`: a line `{"audio", "instruction", "response"}` (optionally with `"id"`) of an instruction
+  file, so that any task can be added through data alone.
+
+In training the template, the caption or QA pair, the correct option and the option order are drawn from
+a generator seeded by (seed, epoch, index), so an item is the same in any worker, process or resumed run.
+In evaluation (`rng=None`) all of it is fixed: the first template, the first caption or QA pair, ...
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+from torch.utils.data import Dataset
+
+from mint.audio.frontend import AudioFrontend, pad_batch
+from mint.data.sources import Clip, ClipSource, ManifestSource, SyntheticSource
+from mint.errors import ConfigError, DataError
+
+TASKS = ("caption", "classify", "qa", "tagging", "custom")
+
+# The first template of each task is the one evaluation and the `mint caption / ask / classify` commands use.
+TEMPLATES: dict[str, tuple[str, ...]] = {
+    "caption": (
+        "Describe the audio in one sentence.",
+        "Write a short caption for this recording.",
+        "What can be heard in this audio clip?",
+        "Summarise the sounds of this clip in one sentence.",
+    ),
+    "classify": (
+        "What sound event is heard in this audio? Answer with the name of the sound.",
+        "Name the sound you hear.",
+        "Which sound event does this clip contain?",
+    ),
+    "choice": (
+        "Which of these sounds can be heard: {options}? Answer with one of them.",
+        "Choose the sound in this clip from: {options}.",
+        "Options: {options}. Which one is in the audio?",
+    ),
+    "qa": (
+        "{question}",
+        "Answer the question about the audio: {question}",
+        "Listen and answer briefly: {question}",
+    ),
+    "tagging": (
+        "List all sound events in this clip, separated by commas.",
+        "Tag the audio with every sound event you hear.",
+        "Which sound events occur in this recording? List them all.",
+    ),
+}
+MAX_OPTIONS = 4
+
+
+@dataclass
+class TaskWeights:
+    """Relative share of each task among training items (0 turns a task off)."""
+
+    caption: float = 1.0
+    classify: float = 1.0
+    qa: float = 1.0
+    tagging: float = 0.5
+    custom: float = 1.0
+
+    def __post_init__(self) -> None:
+        for task in TASKS:
+            value = getattr(self, task)
+            if not math.isfinite(value) or value < 0:
+                raise ConfigError(f"data.tasks.{task}: expected a finite weight >= 0, got {value!r}")
+        if not any(getattr(self, task) > 0 for task in TASKS):
+            raise ConfigError(f"data.tasks: every weight is 0; give at least one of {list(TASKS)} a weight")
+
+    def weight(self, task: str) -> float:
+        return float(getattr(self, task))
+
+
+def evaluation_instruction(task: str, question: str | None = None, options: Sequence[str] = ()) -> str:
+    """The fixed instruction of a task (its first template), as training shows it."""
+    if task == "qa":
+        if not question:
+            raise ConfigError("question: the qa task needs a question")
+        return TEMPLATES["qa"][0].format(question=question)
+    if task == "choice":
+        return TEMPLATES["choice"][0].format(options=", ".join(options))
+    if task not in TEMPLATES:
+        raise ConfigError(f"task: expected one of {sorted(TEMPLATES)}, got {task!r}")
+    return TEMPLATES[task][0]
+
+
+def _pick(options: Sequence, rng: np.random.Generator | None):
+    return options[0] if rng is None else options[int(rng.integers(len(options)))]
+
+
+def distractors(clip: Clip, vocabulary: Sequence[str]) -> list[str]:
+    return [label for label in vocabulary if label not in clip.labels]
+
+
+def clip_tasks(clip: Clip, vocabulary: Sequence[str]) -> list[str]:
+    """The tasks this clip has data for (in `TASKS` order)."""
+    tasks = []
+    if clip.captions:
+        tasks.append("caption")
+    if clip.labels and (len(clip.labels) == 1 or distractors(clip, vocabulary)):
+        tasks.append("classify")
+    if clip.qa:
+        tasks.append("qa")
+    if clip.labels:
+        tasks.append("tagging")
+    return tasks
+
+
+def _classification(
+    clip: Clip, vocabulary: Sequence[str], rng: np.random.Generator | None
+) -> tuple[str, str]:
+    others = distractors(clip, vocabulary)
+    open_answer = len(clip.labels) == 1
+    # Both forms apply: half the training items ask for the open answer; evaluation always does.
+    if open_answer and (not others or rng is None or rng.random() < 0.5):
+        return _pick(TEMPLATES["classify"], rng), clip.labels[0]
+    answer = _pick(clip.labels, rng)
+    count = min(MAX_OPTIONS - 1, len(others))
+    if rng is None:
+        options = sorted([answer, *others[:count]])
+    else:
+        chosen = [others[i] for i in rng.choice(len(others), size=count, replace=False)]
+        options = [answer, *chosen]
+        options = [options[i] for i in rng.permutation(len(options))]
+    return _pick(TEMPLATES["choice"], rng).format(options=", ".join(options)), answer
+
+
+def make_example(
+    task: str, clip: Clip, vocabulary: Sequence[str], rng: np.random.Generator | None = None
+) -> tuple[str, str]:
+    """(instruction, response) of `task` for `clip`; `rng=None` gives the fixed evaluation form."""
+    if task not in clip_tasks(clip, vocabulary):
+        raise DataError(f"clip {clip.id!r}: has no data for the {task!r} task")
+    if task == "caption":
+        return _pick(TEMPLATES["caption"], rng), _pick(clip.captions, rng)
+    if task == "classify":
+        return _classification(clip, vocabulary, rng)
+    if task == "qa":
+        pair = _pick(clip.qa, rng)
+        return _pick(TEMPLATES["qa"], rng).format(question=pair.question), pair.answer
+    return _pick(TEMPLATES["tagging"], rng), ", ".join(clip.labels)
+
+
+def label_vocabulary(source: ClipSource) -> list[str]:
+    """Every label of the source, for multiple-choice distractors (read from metadata, not audio)."""
+    if isinstance(source, SyntheticSource):
+        return source.spec.vocabulary
+    if isinstance(source, ManifestSource):
+        return sorted({label for record in source.records for label in record.labels})
+    return sorted({label for index in range(len(source)) for label in source.clip(index).labels})
+
+
+@dataclass
+class InstructionRecord:
+    audio: str
+    instruction: str
+    response: str
+    id: str | None = None
+
+
+def read_instruction_file(path: str | os.PathLike) -> list[InstructionRecord]:
+    """Lines `{"audio", "instruction", "response"}` (+ optional `"id"`); relative audio paths are resolved
+    against the file's folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: instruction file not found")
+    known = {field.name for field in fields(InstructionRecord)}
+    records = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise DataError(f"{where}: not valid JSON ({error.msg} at column {error.colno})") from None
+        if not isinstance(obj, dict):
+            raise DataError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+        if set(obj) - known:
+            raise DataError(
+                f"{where}: unknown field(s) {sorted(set(obj) - known)}; known are {sorted(known)}"
+            )
+        for key in ("audio", "instruction", "response"):
+            if not isinstance(obj.get(key), str) or not obj[key].strip():
+                raise DataError(f"{where}: field {key!r} must be a non-empty string, got {obj.get(key)!r}")
+        if "id" in obj and not isinstance(obj["id"], str):
+            raise DataError(f"{where}: field 'id' must be a string, got {obj['id']!r}")
+        record = InstructionRecord(**obj)
+        if not os.path.isabs(record.audio):
+            record.audio = str(path.parent / record.audio)
+        records.append(record)
+    if not records:
+        raise DataError(f"{path}: holds no instruction lines")
+    return records
+
+
+class InstructionDataset(Dataset):
+    """Stage-2 items {waveform, instruction, response, task}, addressed by (epoch, index).
+
+    Training: one item per clip of `source` (or per line of `custom` when there is no source). An item is
+    a `custom` line (drawn at random) with probability w_custom / (w_custom + the clip tasks' summed
+    weight); otherwise the clip's task is drawn among those it has data for, in proportion to the weights.
+    Evaluation (`train=False`): every clip, then every custom line, once; a clip's task is its enabled
+    task of highest weight; templates are fixed.
+    """
+
+    def __init__(
+        self,
+        source: ClipSource | None,
+        frontend: AudioFrontend,
+        seed: int,
+        tasks: TaskWeights,
+        custom: Sequence[InstructionRecord] = (),
+        vocabulary: Sequence[str] | None = None,
+        train: bool = True,
+    ) -> None:
+        self.source = source
+        self.frontend = frontend
+        self.seed = seed
+        self.tasks = tasks
+        self.custom = list(custom) if tasks.custom > 0 else []
+        self.vocabulary = list(vocabulary) if vocabulary is not None else []
+        self.train = train
+        clip_weight = sum(tasks.weight(task) for task in TASKS if task != "custom")
+        if (source is None or clip_weight == 0) and not self.custom:
+            raise ConfigError(
+                "data.tasks: no enabled task has data (no clip source with a clip task weighted above 0, "
+                "and no custom instruction lines with data.tasks.custom above 0)"
+            )
+        self.clip_weight = clip_weight if source is not None else 0.0
+        self.custom_share = tasks.custom / (tasks.custom + self.clip_weight) if self.custom else 0.0
+
+    def __len__(self) -> int:
+        clips = len(self.source) if self.source is not None else 0
+        if not self.train:
+            return clips + len(self.custom)
+        return clips or len(self.custom)
+
+    def __getitem__(self, key: tuple[int, int]) -> dict:
+        epoch, index = key
+        rng = np.random.default_rng([self.seed, epoch, index])
+        clips = len(self.source) if self.source is not None else 0
+        if not self.train:
+            return self._clip_item(index, None) if index < clips else self._custom_item(index - clips, None)
+        if clips == 0:
+            return self._custom_item(index, rng)
+        if self.custom and rng.random() < self.custom_share:
+            return self._custom_item(int(rng.integers(len(self.custom))), rng)
+        return self._clip_item(index, rng)
+
+    def _custom_item(self, line: int, rng: np.random.Generator | None) -> dict:
+        record = self.custom[line]
+        waveform = self.frontend.load(record.audio, rng=rng)
+        return {
+            "waveform": waveform,
+            "instruction": record.instruction,
+            "response": record.response,
+            "task": "custom",
+        }
+
+    def _clip_item(self, index: int, rng: np.random.Generator | None) -> dict:
+        clip, waveform = self.source.load(index, self.frontend, rng)
+        available = [task for task in clip_tasks(clip, self.vocabulary) if self.tasks.weight(task) > 0]
+        if not available:
+            raise DataError(
+                f"clip {clip.id!r}: has data for none of the enabled tasks (data.tasks weights above 0); "
+                "it needs captions, labels or qa pairs"
+            )
+        weights = np.array([self.tasks.weight(task) for task in available])
+        if rng is None:
+            task = available[int(np.argmax(weights))]
+        else:
+            task = available[int(rng.choice(len(available), p=weights / weights.sum()))]
+        instruction, response = make_example(task, clip, self.vocabulary, rng)
+        return {"waveform": waveform, "instruction": instruction, "response": response, "task": task}
+
+
+def collate_instructions(items: list[dict]) -> dict:
+    waveforms, lengths = pad_batch([item["waveform"] for item in items])
+    return {
+        "waveforms": waveforms,
+        "lengths": lengths,
+        "instructions": [item["instruction"] for item in items],
+        "responses": [item["response"] for item in items],
+        "tasks": [item["task"] for item in items],
+    }

@@ -1,0 +1,94 @@
+"""What `mint demo` does, in one typed config (defaults here; `configs/demo.yaml` mirrors them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mint.bridge.config import BridgeConfig
+from mint.data.instructions import TaskWeights
+from mint.demo.standin_llm import StandinLLMConfig
+from mint.encoders.config import EncoderConfig
+from mint.training.config import TrainerConfig
+
+
+@dataclass
+class DemoCorpusConfig:
+    train_clips: int = 2400  # multi-event scenes for both training stages
+    test_clips: int = 250  # held-out scenes: retrieval, captioning, QA
+    single_event_clips: int = 220  # held-out single-event clips: zero-shot classification
+    clip_seconds: float = 3.0
+    max_events: int = 3
+    workers: int = 2
+
+
+@dataclass
+class DemoModelConfig:
+    encoder: EncoderConfig = field(
+        default_factory=lambda: EncoderConfig(kind="mel", n_mels=64, frames_per_token=4, hidden_size=128)
+    )
+    bridge: BridgeConfig = field(
+        default_factory=lambda: BridgeConfig(
+            hidden_size=128,
+            num_layers=2,
+            num_heads=4,
+            intermediate_size=256,
+            num_queries=8,
+            cross_attention_freq=1,
+            dropout=0.0,
+            attention_dropout=0.0,
+        )
+    )
+    embed_dim: int = 64
+    max_text_length: int = 32
+    max_instruction_length: int = 24
+
+
+def _stage1_trainer() -> TrainerConfig:
+    return TrainerConfig(
+        max_steps=600,
+        batch_size=32,
+        lr=1e-3,
+        weight_decay=0.01,
+        warmup_steps=30,
+        log_every=5,
+        save_every=200,
+        keep_last=1,
+    )
+
+
+def _stage2_trainer() -> TrainerConfig:
+    return TrainerConfig(
+        max_steps=600,
+        batch_size=32,
+        lr=1e-3,
+        weight_decay=0.01,
+        warmup_steps=30,
+        log_every=5,
+        save_every=200,
+        keep_last=1,
+    )
+
+
+@dataclass
+class DemoEvalConfig:
+    retrieval_k: int = 16
+    caption_beams: int = 3
+    max_new_tokens: int = 24
+    examples: int = 5  # example captions and answers printed and written to the report
+
+
+@dataclass
+class DemoConfig:
+    output_dir: str = "runs/demo"
+    seed: int = 0
+    # A real LLM (local directory or hub id) instead of the stand-in trained on the corpus text.
+    llm: str | None = None
+    corpus: DemoCorpusConfig = field(default_factory=DemoCorpusConfig)
+    model: DemoModelConfig = field(default_factory=DemoModelConfig)
+    standin_llm: StandinLLMConfig = field(default_factory=StandinLLMConfig)
+    stage1: TrainerConfig = field(default_factory=_stage1_trainer)
+    stage2: TrainerConfig = field(default_factory=_stage2_trainer)
+    tasks: TaskWeights = field(
+        default_factory=lambda: TaskWeights(caption=1.0, classify=0.5, qa=2.0, tagging=0.5)
+    )
+    evaluation: DemoEvalConfig = field(default_factory=DemoEvalConfig)

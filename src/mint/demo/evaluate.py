@@ -1,0 +1,127 @@
+"""The demo's held-out evaluation: the standard runners plus QA accuracy and trivial baselines."""
+
+from __future__ import annotations
+
+import random
+import re
+from collections import Counter
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from mint.audio.frontend import AudioFrontend, FrontendConfig, pad_batch
+from mint.data.instructions import evaluation_instruction
+from mint.data.manifest import ManifestRecord, read_manifest
+from mint.evaluation.captioning import CaptionOptions, run_captioning
+from mint.evaluation.classify import ClassifyOptions, run_classification
+from mint.evaluation.metrics import compute_caption_metrics
+from mint.evaluation.retrieve import RetrieveOptions, run_retrieval
+from mint.modeling import MintModel
+
+
+def normalise_answer(text: str) -> str:
+    return " ".join(re.sub(r"[^a-z0-9 ]+", " ", text.lower()).split())
+
+
+def majority_answers(train: list[ManifestRecord]) -> dict[str, str]:
+    """The most frequent training answer of each question: the trivial baseline QA must beat."""
+    counts: dict[str, Counter] = {}
+    for record in train:
+        for pair in record.qa:
+            counts.setdefault(pair.question, Counter())[normalise_answer(pair.answer)] += 1
+    return {question: counter.most_common(1)[0][0] for question, counter in counts.items()}
+
+
+@torch.no_grad()
+def question_answering(
+    model: MintModel,
+    test: list[ManifestRecord],
+    train: list[ManifestRecord],
+    batch_size: int = 32,
+    max_new_tokens: int = 8,
+    progress: bool = True,
+) -> dict:
+    """Exact-match accuracy (after lower-casing and dropping punctuation) of greedy answers."""
+    model.eval()
+    frontend = AudioFrontend(
+        FrontendConfig(sample_rate=model.sample_rate, max_seconds=model.config.max_audio_seconds)
+    )
+    majority = majority_answers(train)
+    rows = [(record, pair) for record in test for pair in record.qa]
+    correct = baseline = 0
+    examples = []
+    for start in tqdm(range(0, len(rows), batch_size), desc="question answering", disable=not progress):
+        chunk = rows[start : start + batch_size]
+        waveforms, lengths = pad_batch([frontend.load(record.audio) for record, _ in chunk])
+        audio = model.encode_audio(waveforms, lengths)
+        questions = [evaluation_instruction("qa", question=pair.question) for _, pair in chunk]
+        answers = model.generate(audio, questions, max_new_tokens=max_new_tokens)
+        for (record, pair), answer in zip(chunk, answers, strict=True):
+            expected = normalise_answer(pair.answer)
+            correct += normalise_answer(answer) == expected
+            baseline += majority.get(pair.question) == expected
+            if len(examples) < 50:
+                examples.append(
+                    {"id": record.id, "question": pair.question, "answer": answer, "expected": pair.answer}
+                )
+    total = max(1, len(rows))
+    return {
+        "questions": len(rows),
+        "accuracy": correct / total,
+        "majority_baseline_accuracy": baseline / total,
+        "examples": examples,
+    }
+
+
+def random_caption_baseline(test: list[ManifestRecord], seed: int) -> dict:
+    """Caption metrics of a caption drawn from a random *other* clip, scored like a prediction."""
+    rng = random.Random(seed)
+    candidates, references = {}, {}
+    for index, record in enumerate(test):
+        other = rng.choice([i for i in range(len(test)) if i != index])
+        candidates[record.id] = rng.choice(test[other].captions)
+        references[record.id] = record.captions
+    return compute_caption_metrics(candidates, references)
+
+
+def evaluate_demo(
+    stage1_dir: Path,
+    model_dir: Path,
+    scenes_test: Path,
+    scenes_train: Path,
+    single_test: Path,
+    out: Path,
+    retrieval_k: int,
+    caption_beams: int,
+    max_new_tokens: int,
+    seed: int,
+    progress: bool = True,
+) -> dict:
+    """ATC classification and retrieval use the stage-1 model (as BLIP-2 evaluates them); the
+    generative tasks use the instruction-tuned one."""
+    train, test = read_manifest(scenes_train), read_manifest(scenes_test)
+    results = {
+        "classify_atc": run_classification(
+            single_test, stage1_dir, out / "classify-atc", ClassifyOptions(method="atc", progress=progress)
+        ),
+        "classify_generative": run_classification(
+            single_test,
+            model_dir,
+            out / "classify-generative",
+            ClassifyOptions(method="generative", progress=progress),
+        ),
+        "retrieval": run_retrieval(
+            scenes_test, stage1_dir, out / "retrieval", RetrieveOptions(k=retrieval_k, progress=progress)
+        ),
+        "captioning": run_captioning(
+            scenes_test,
+            model_dir,
+            out / "captioning",
+            CaptionOptions(num_beams=caption_beams, max_new_tokens=max_new_tokens, progress=progress),
+        ),
+        "captioning_random_baseline": random_caption_baseline(test, seed),
+    }
+    model = MintModel.from_pretrained(model_dir)
+    results["qa"] = question_answering(model, test, train, progress=progress)
+    return results

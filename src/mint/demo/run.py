@@ -1,0 +1,147 @@
+"""`mint demo`: procedural corpus -> stage 1 -> stand-in LLM -> stage 2 -> held-out evaluation -> report.
+
+Each step writes into its own folder under `output_dir` and is skipped when its result is already
+there, so an interrupted demo picks up where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from mint.config import save_config
+from mint.data.instructions import TEMPLATES
+from mint.data.manifest import read_manifest
+from mint.data.synth.corpus import SynthSpec, generate_corpus, single_event_spec
+from mint.demo.config import DemoConfig
+from mint.demo.evaluate import evaluate_demo
+from mint.demo.report import write_report
+from mint.demo.standin_llm import build_word_tokenizer, train_standin_llm
+from mint.llm.config import LLMConfig
+from mint.modeling.config import MintConfig
+from mint.training.config import DataConfig, InstructConfig, InstructDataConfig, PretrainConfig
+from mint.training.instruct import run_instruction_tuning
+from mint.training.pretrain import run_pretraining
+
+logger = logging.getLogger(__name__)
+
+
+def _corpus(config: DemoConfig, root: Path) -> dict[str, Path]:
+    corpus = config.corpus
+    total = corpus.train_clips + corpus.test_clips
+    scenes = SynthSpec(
+        num_clips=total, seed=config.seed, clip_seconds=corpus.clip_seconds, max_events=corpus.max_events
+    )
+    generate_corpus(
+        scenes,
+        root / "scenes",
+        workers=corpus.workers,
+        splits={"train": corpus.train_clips / total, "test": corpus.test_clips / total},
+    )
+    single = single_event_spec(
+        corpus.single_event_clips, seed=config.seed + 1, clip_seconds=corpus.clip_seconds
+    )
+    generate_corpus(single, root / "single-event", workers=corpus.workers, splits={"test": 1.0})
+    return {
+        "train": root / "scenes" / "train.jsonl",
+        "test": root / "scenes" / "test.jsonl",
+        "single": root / "single-event" / "test.jsonl",
+    }
+
+
+def corpus_texts(train_manifest: Path) -> list[str]:
+    """Every text the models meet: captions, labels, questions with their answers, instructions."""
+    texts: list[str] = []
+    for record in read_manifest(train_manifest):
+        texts += record.captions + record.labels
+        texts += [f"{pair.question} {pair.answer}" for pair in record.qa]
+    for templates in TEMPLATES.values():
+        texts += [template.replace("{question}", "").replace("{options}", "") for template in templates]
+    return texts
+
+
+def _model_config(config: DemoConfig, tokenizer: Path, llm: str | None) -> MintConfig:
+    model = config.model
+    return MintConfig(
+        encoder=model.encoder,
+        bridge=model.bridge,
+        tokenizer=str(tokenizer),
+        embed_dim=model.embed_dim,
+        max_text_length=model.max_text_length,
+        max_instruction_length=model.max_instruction_length,
+        max_audio_seconds=config.corpus.clip_seconds,
+        llm=LLMConfig(name_or_path=llm, max_instruction_length=48, max_response_length=32) if llm else None,
+    )
+
+
+def _done(model_dir: Path) -> bool:
+    return (model_dir / "checksums.json").is_file()
+
+
+def run_demo(config: DemoConfig, progress: bool = True) -> dict:
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(config, out / "demo-config.yaml")
+    timings: dict[str, float] = {}
+
+    def timed(name: str, start: float) -> None:
+        timings[name] = round(time.perf_counter() - start, 1)
+        logger.info("demo: %s done in %.1f s", name, timings[name])
+
+    start = time.perf_counter()
+    manifests = _corpus(config, out / "corpus")
+    texts = corpus_texts(manifests["train"])
+    tokenizer_dir = out / "bridge-tokenizer"
+    if not (tokenizer_dir / "tokenizer.json").is_file():
+        build_word_tokenizer(texts, bert_style=True).save_pretrained(str(tokenizer_dir))
+    timed("corpus", start)
+
+    start = time.perf_counter()
+    stage1 = PretrainConfig(
+        output_dir=str(out / "stage1"),
+        model=_model_config(config, tokenizer_dir, None),
+        data=DataConfig(source="manifest", manifest=str(manifests["train"])),
+        trainer=config.stage1,
+    )
+    if not _done(out / "stage1" / "model"):
+        run_pretraining(stage1)
+    timed("stage1", start)
+
+    start = time.perf_counter()
+    llm = config.llm
+    if llm is None:
+        llm = str(out / "standin-llm")
+        if not (Path(llm) / "config.json").is_file():
+            train_standin_llm(texts, llm, config.standin_llm, progress=progress)
+    timed("llm", start)
+
+    start = time.perf_counter()
+    stage2 = InstructConfig(
+        output_dir=str(out / "stage2"),
+        init_from=str(out / "stage1" / "model"),
+        model=_model_config(config, tokenizer_dir, llm),
+        data=InstructDataConfig(source="manifest", manifest=str(manifests["train"]), tasks=config.tasks),
+        trainer=config.stage2,
+    )
+    if not _done(out / "stage2" / "model"):
+        run_instruction_tuning(stage2)
+    timed("stage2", start)
+
+    start = time.perf_counter()
+    evaluation = config.evaluation
+    results = evaluate_demo(
+        out / "stage1" / "model",
+        out / "stage2" / "model",
+        manifests["test"],
+        manifests["train"],
+        manifests["single"],
+        out / "eval",
+        retrieval_k=evaluation.retrieval_k,
+        caption_beams=evaluation.caption_beams,
+        max_new_tokens=evaluation.max_new_tokens,
+        seed=config.seed,
+        progress=progress,
+    )
+    timed("evaluation", start)
+    return write_report(out, config, results, timings, standin=config.llm is None)

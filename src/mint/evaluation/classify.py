@@ -1,0 +1,297 @@
+"""Zero-shot sound classification of a manifest: ATC prompt ensembles or LLM rank classification.
+
+* ATC (`method="atc"`): every class label is written into each prompt template ("the sound of a
+  {label}", ...); the class embedding is the mean of the templates' L2-normalised text embeddings,
+  normalised again. A clip's score for a class is its ATC similarity (max over queries) and the
+  prediction the best-scoring class.
+* Generative (`method="generative"`, stage-2 models only): the class is the label whose text has the
+  highest log-likelihood as the LLM's answer to a fixed classification instruction (`model.score`), so
+  no free text is ever matched against label names.
+
+Label names are turned into the text used in prompts and as LLM answers by `label_text`: underscores
+become spaces, runs of white space collapse, and words are lower-cased except all-capital ones
+(acronyms), so "Dog bark" -> "dog bark", "chirping_birds" -> "chirping birds", "TV" stays "TV".
+
+Labels are the sorted set of labels in the manifest, or a given list; clips without a label in the
+list are skipped and reported. A manifest with any multi-label clip is scored as multi-label: mAP
+over classes, per-class AP and top-1 accuracy (the best class is one of the clip's labels);
+otherwise accuracy, macro-F1, the per-class table and a confusion matrix.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mint.data.instructions import TEMPLATES
+from mint.data.manifest import ManifestRecord
+from mint.errors import ConfigError, DataError
+from mint.evaluation.embed import (
+    AudioStream,
+    SkippedClip,
+    embed_audio,
+    embed_texts,
+    load_model,
+    resolve_device,
+    select_records,
+)
+from mint.evaluation.metrics import classification_metrics, mean_average_precision
+from mint.evaluation.plots import plot_confusion_matrix
+from mint.evaluation.report import (
+    data_identity,
+    header_markdown,
+    markdown_table,
+    model_identity,
+    skipped_report,
+    software_versions,
+    write_jsonl,
+    write_report,
+)
+from mint.modeling import MintModel
+from mint.objectives.contrastive import audio_text_similarity
+
+METHODS = ("atc", "generative")
+LABEL_SLOT = "{label}"
+DEFAULT_TEMPLATES = (
+    "the sound of a {label}",
+    "a recording of {label}",
+    "a sound of {label}",
+    "an audio clip of {label}",
+    "this is the sound of {label}",
+    "{label} can be heard",
+    "a {label} sound",
+)
+# The fixed evaluation instruction: the first classify template of stage-2 training.
+DEFAULT_INSTRUCTION = TEMPLATES["classify"][0]
+CONFUSION_PNG = "confusion_matrix.png"
+PREDICTIONS_NAME = "predictions.jsonl"
+TOP_PREDICTIONS = 5
+
+
+def label_text(label: str) -> str:
+    """The natural text of a label name, as used in prompts (see the module docstring)."""
+    words = label.replace("_", " ").split()
+    return " ".join(word if len(word) > 1 and word.isupper() else word.lower() for word in words)
+
+
+def _lines(path: str | os.PathLike, what: str) -> list[str]:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: cannot read the {what} file: {error}") from None
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
+def read_templates(path: str | os.PathLike) -> list[str]:
+    """Prompt templates, one per line, each holding `{label}`; blank lines and `#` comments ignored."""
+    templates = _lines(path, "templates")
+    if not templates:
+        raise ConfigError(f"{path}: no templates; expected one per line, each containing {LABEL_SLOT}")
+    for number, template in enumerate(templates, start=1):
+        if LABEL_SLOT not in template:
+            raise ConfigError(f"{path}: template {number} {template!r} lacks the {LABEL_SLOT} slot")
+    return templates
+
+
+def read_labels(path: str | os.PathLike) -> list[str]:
+    """Class labels, one per line (names may hold commas, as AudioSet's do); duplicates refused."""
+    labels = _lines(path, "labels")
+    if not labels:
+        raise ConfigError(f"{path}: no labels; expected one class label per line")
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise ConfigError(f"{path}: label(s) listed more than once: {repeated[:5]}")
+    return labels
+
+
+@dataclass
+class ClassifyOptions:
+    method: str = "atc"
+    labels: list[str] | None = None
+    templates: list[str] = field(default_factory=lambda: list(DEFAULT_TEMPLATES))
+    instruction: str = DEFAULT_INSTRUCTION
+    # Generative: divide each label's log-likelihood by its token count.
+    normalise: bool = False
+    batch_size: int = 16
+    text_batch_size: int = 64
+    workers: int = 2
+    device: str = "auto"
+    folds: list[int] | None = None
+    limit: int | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ConfigError(f"method: expected one of {METHODS}, got {self.method!r}")
+        if not self.templates or any(LABEL_SLOT not in template for template in self.templates):
+            raise ConfigError(f"templates: expected a non-empty list, each containing {LABEL_SLOT}")
+
+
+@torch.no_grad()
+def class_embeddings(
+    model: MintModel, labels: list[str], templates: list[str], batch_size: int = 64
+) -> torch.Tensor:
+    """[C, E]: per label, the re-normalised mean of its templates' normalised text embeddings."""
+    texts = [template.replace(LABEL_SLOT, label_text(label)) for label in labels for template in templates]
+    embeddings = embed_texts(model, texts, batch_size).view(len(labels), len(templates), -1)
+    return F.normalize(embeddings.mean(dim=1), dim=-1)
+
+
+@torch.no_grad()
+def generative_scores(
+    stream: AudioStream, labels: list[str], instruction: str, normalise: bool
+) -> tuple[torch.Tensor, list[int]]:
+    """[N, C] log-likelihood of each label's text as the LLM's answer, and the clips' record positions."""
+    candidates = [label_text(label) for label in labels]
+    chunks, indices = [], []
+    for batch in stream:
+        instructions = [instruction] * len(batch.indices)
+        scores = stream.model.score(batch.audio, instructions, candidates, normalise=normalise)
+        chunks.append(scores.float().cpu())
+        indices.extend(batch.indices)
+    if not chunks:
+        raise DataError(f"no readable audio among the {len(stream.records)} clips (see the skipped list)")
+    return torch.cat(chunks), indices
+
+
+def _targets(
+    records: list[ManifestRecord], labels: list[str]
+) -> tuple[list[ManifestRecord], list[list[int]], list[SkippedClip]]:
+    """Records that have at least one listed label, their label indices, and the others as skipped."""
+    position = {label: index for index, label in enumerate(labels)}
+    kept, targets, skipped = [], [], []
+    for record in records:
+        known = [position[label] for label in record.labels if label in position]
+        if not record.labels:
+            skipped.append(SkippedClip(record.id, record.audio, "no labels"))
+        elif not known:
+            skipped.append(
+                SkippedClip(record.id, record.audio, "label not in the class list", str(record.labels))
+            )
+        else:
+            kept.append(record)
+            targets.append(sorted(set(known)))
+    return kept, targets, skipped
+
+
+def _scores(
+    model: MintModel, records: list[ManifestRecord], labels: list[str], options: ClassifyOptions
+) -> tuple[np.ndarray, list[int], list[SkippedClip]]:
+    stream = AudioStream(model, records, options.batch_size, options.workers, options.progress, "classify")
+    if options.method == "generative":
+        if getattr(model.config, "llm", None) is None:
+            raise ConfigError(
+                "method generative: the model has no LLM (a stage-1 model); rank classification needs a "
+                "stage-2 model, or use --method atc"
+            )
+        scores, indices = generative_scores(stream, labels, options.instruction, options.normalise)
+        return scores.numpy(), indices, stream.skipped
+    classes = class_embeddings(model, labels, options.templates, options.text_batch_size)
+    audio = embed_audio(stream)
+    return audio_text_similarity(audio.embeddings, classes).numpy(), audio.indices, audio.skipped
+
+
+def _single_label_metrics(targets: list[list[int]], scores: np.ndarray, labels: list[str], out: Path) -> dict:
+    truth = np.array([target[0] for target in targets])
+    metrics = classification_metrics(truth, scores.argmax(axis=1), labels)
+    plotted = plot_confusion_matrix(np.array(metrics["confusion_matrix"]), labels, out / CONFUSION_PNG)
+    metrics["plots"] = {"confusion_matrix": CONFUSION_PNG if plotted else None}
+    return metrics
+
+
+def _multi_label_metrics(targets: list[list[int]], scores: np.ndarray, labels: list[str]) -> dict:
+    truth = np.zeros(scores.shape, dtype=np.int64)
+    for row, target in enumerate(targets):
+        truth[row, target] = 1
+    average = mean_average_precision(truth, scores)
+    best = scores.argmax(axis=1)
+    return {
+        "mAP": average["mAP"],
+        "top1_accuracy": float(truth[np.arange(len(best)), best].mean()),
+        "per_class": {
+            label: {"AP": average["per_class"][index], "positives": int(truth[:, index].sum())}
+            for index, label in enumerate(labels)
+        },
+        "classes_without_positives": [labels[index] for index in average["excluded_classes"]],
+        "plots": {},
+    }
+
+
+def _summary(results: dict) -> str:
+    metrics = results["metrics"]
+    lines = header_markdown(f"Zero-shot classification ({results['method']})", results)
+    if results["multi_label"]:
+        lines += [f"**mAP** {metrics['mAP']:.4f} · **top-1 accuracy** {metrics['top1_accuracy']:.4f}", ""]
+        rows = [[name, row["AP"], row["positives"]] for name, row in metrics["per_class"].items()]
+        lines.append(markdown_table(["class", "AP", "positives"], rows))
+    else:
+        lines += [f"**accuracy** {metrics['accuracy']:.4f} · **macro-F1** {metrics['macro_f1']:.4f}", ""]
+        rows = [
+            [name, row["precision"], row["recall"], row["f1"], row["support"]]
+            for name, row in metrics["per_class"].items()
+        ]
+        lines.append(markdown_table(["class", "precision", "recall", "F1", "support"], rows))
+        if metrics["plots"]["confusion_matrix"]:
+            lines += ["", f"![confusion matrix]({metrics['plots']['confusion_matrix']})"]
+    return "\n".join(lines)
+
+
+def run_classification(
+    manifest: str | os.PathLike,
+    model_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    options: ClassifyOptions | None = None,
+) -> dict:
+    """Classify every selected clip, write results.json, summary.md, predictions and the plot; return the results."""
+    options = options or ClassifyOptions()
+    selection = select_records(manifest, options.folds, options.limit)
+    labels = options.labels or sorted({label for record in selection.records for label in record.labels})
+    if not labels:
+        raise DataError(f"{manifest}: no record has a label; classification needs labelled clips")
+    records, targets, skipped = _targets(selection.records, labels)
+    if not records:
+        raise DataError(f"{manifest}: no selected clip has a label among the {len(labels)} classes")
+    model = load_model(model_dir, resolve_device(options.device))
+    scores, indices, unreadable = _scores(model, records, labels, options)
+    targets = [targets[index] for index in indices]
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    # Decided by the data, not by what survives a --labels list, so a tagging set is always scored as one.
+    multi_label = any(len(set(record.labels)) > 1 for record in records)
+    metrics = (
+        _multi_label_metrics(targets, scores, labels)
+        if multi_label
+        else _single_label_metrics(targets, scores, labels, out)
+    )
+    predictions = []
+    for row, index in enumerate(indices):
+        best = np.argsort(-scores[row], kind="stable")[:TOP_PREDICTIONS]
+        predictions.append(
+            {
+                "id": records[index].id,
+                "labels": [labels[target] for target in targets[row]],
+                "prediction": labels[int(best[0])],
+                "top": [[labels[int(column)], float(scores[row, column])] for column in best],
+            }
+        )
+    write_jsonl(out / PREDICTIONS_NAME, predictions)
+    resolved = asdict(options) | {"labels": labels, "label_texts": [label_text(label) for label in labels]}
+    results = {
+        "task": "classification",
+        "method": options.method,
+        "multi_label": multi_label,
+        "model": model_identity(model_dir, model),
+        "data": data_identity(manifest, selection, len(indices)),
+        "options": resolved,
+        "software": software_versions(),
+        "skipped": skipped_report([*skipped, *unreadable]),
+        "metrics": metrics,
+        "predictions": PREDICTIONS_NAME,
+    }
+    write_report(out, results, _summary(results))
+    return results

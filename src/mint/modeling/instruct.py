@@ -1,0 +1,119 @@
+"""Stage 2: instruction-aware extraction, the soft prompt, and the frozen LLM's loss, text and scores.
+
+The instruction, in the Bridge-Net's own tokenizer, sits after the queries with the bidirectional mask,
+so the queries read the audio with the instruction in view. Only the Nq query outputs leave the
+Bridge-Net; `llm_proj` maps them to the LLM's width as a soft prompt, and the LLM adapter puts the
+instruction again (in the LLM's tokenizer) after it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor, nn
+
+from mint.bridge import AttentionMode
+from mint.errors import ConfigError, MintError
+from mint.llm import LLMAdapter
+from mint.modeling.outputs import AudioFeatures
+
+if TYPE_CHECKING:
+    from mint.modeling.mint import MintModel
+
+
+class InstructInputError(MintError, ValueError):
+    """Instructions or responses handed to a stage-2 model do not fit the audio batch."""
+
+
+def require_llm(model: MintModel) -> LLMAdapter:
+    if model.llm is None:
+        raise ConfigError(
+            "model.llm: this model has no LLM (a stage-1 model); instruction following, generation and "
+            "scoring need a stage-2 model"
+        )
+    return model.llm
+
+
+def check_texts(name: str, texts: Sequence[str], batch: int) -> list[str]:
+    if isinstance(texts, str) or not all(isinstance(text, str) for text in texts):
+        raise InstructInputError(f"{name}: expected a list of strings, got {texts!r}")
+    if len(texts) != batch:
+        raise InstructInputError(f"{name}: has {len(texts)} entries for a batch of {batch} clips")
+    return list(texts)
+
+
+def instruction_queries(model: MintModel, audio: AudioFeatures, instructions: Sequence[str]) -> Tensor:
+    """Query outputs [B, Nq, H], read from the audio with the instruction tokens in view."""
+    texts = check_texts("instructions", instructions, audio.features.shape[0])
+    batch = model.tokenizer(
+        texts,
+        padding="longest",
+        truncation=True,
+        max_length=model.config.max_instruction_length,
+        return_tensors="pt",
+    )
+    device = audio.features.device
+    out = model.bridge(
+        audio_features=audio.features,
+        audio_mask=audio.mask,
+        input_ids=batch["input_ids"].to(device),
+        attention_mask=batch["attention_mask"].to(device),
+        mode=AttentionMode.BIDIRECTIONAL,
+    )
+    return out.query_output
+
+
+def soft_prompt(model: MintModel, audio: AudioFeatures, instructions: Sequence[str]) -> Tensor:
+    require_llm(model)
+    return model.llm_proj(instruction_queries(model, audio, instructions))
+
+
+def instruct_loss(
+    model: MintModel, audio: AudioFeatures, instructions: Sequence[str], responses: Sequence[str]
+) -> Tensor:
+    llm = require_llm(model)
+    responses = check_texts("responses", responses, audio.features.shape[0])
+    return llm(soft_prompt(model, audio, instructions), list(instructions), responses).loss
+
+
+def generate(
+    model: MintModel, audio: AudioFeatures, instructions: Sequence[str], **generation_kwargs: Any
+) -> list[str]:
+    llm = require_llm(model)
+    with torch.no_grad():
+        prompt = soft_prompt(model, audio, instructions)
+        return llm.generate(prompt, list(instructions), **generation_kwargs)
+
+
+def score(
+    model: MintModel,
+    audio: AudioFeatures,
+    instructions: Sequence[str],
+    candidates: Sequence[str] | Sequence[Sequence[str]],
+    normalise: bool = False,
+    rows_per_pass: int | None = None,
+) -> Tensor:
+    llm = require_llm(model)
+    with torch.no_grad():
+        prompt = soft_prompt(model, audio, instructions)
+        return llm.score(
+            prompt, list(instructions), candidates, normalise=normalise, rows_per_pass=rows_per_pass
+        )
+
+
+def stage2_idle_modules(model: MintModel) -> list[nn.Module]:
+    """The trainable parts the stage-2 loss never reaches: the stage-1 heads, and the text feed-forward of
+    the last Bridge-Net layer (its text outputs are dropped; only the query outputs leave)."""
+    bridge = model.bridge
+    idle: list[nn.Module] = [
+        model.audio_proj,
+        model.text_proj,
+        model.match_head,
+        model.temperature,
+        bridge.lm_head,
+    ]
+    if bridge.config.separate_query_ffn:
+        idle.append(bridge.layers[-1].text_ffn)
+    return idle
