@@ -105,15 +105,28 @@ def file_digests(directory: str | os.PathLike, write: bool = False) -> dict[str,
 
 
 def verify_digests(directory: str | os.PathLike) -> None:
-    """Refuse a directory whose files do not match the digests recorded when it was saved."""
+    """Refuse a directory whose files do not match the digests recorded when it was saved.
+
+    Every file must be listed and match: a missing, altered or added file is refused. Hidden entries
+    (names starting with ".") are not part of a saved directory and are ignored.
+    """
     directory = Path(directory)
     record = directory / DIGESTS_NAME
     if not record.is_file():
         raise CheckpointError(f"{directory}: no {DIGESTS_NAME}; refusing to load files of unknown integrity")
     try:
-        expected = json.loads(record.read_text())["files"]
-    except (json.JSONDecodeError, KeyError, TypeError):
-        raise CheckpointError(f"{record}: unreadable digest record") from None
+        expected = json.loads(record.read_text(encoding="utf-8"))["files"]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+        expected = None
+    if not isinstance(expected, dict) or not all(isinstance(value, str) for value in expected.values()):
+        raise CheckpointError(f"{record}: unreadable digest record")
+    for path in _listed_files(directory):
+        name = path.relative_to(directory).as_posix()
+        if name not in expected:
+            # An added file can change what loads (e.g. a tokenizer reads every file in its folder).
+            raise CheckpointError(
+                f"{path}: not listed in {DIGESTS_NAME}; refusing a folder holding files of unknown origin"
+            )
     for name, digest in expected.items():
         path = directory / name
         if not path.is_file():

@@ -27,7 +27,7 @@ def load_bridge_tokenizer(path_or_id: str | Path) -> PreTrainedTokenizerBase:
     from transformers import AutoTokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(path_or_id))
+        tokenizer = AutoTokenizer.from_pretrained(str(path_or_id), trust_remote_code=False)
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"{path_or_id}: cannot load a tokenizer from it ({exc})") from None
 

@@ -15,13 +15,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from mint.audio.frontend import AudioFrontend, FrontendConfig, pad_batch
 from mint.data.sources import ClipSource
 from mint.encoders.base import AudioEncoder
-from mint.errors import MintError
+from mint.errors import DataError, MintError
 from mint.storage import atomic_write_text
 
 META_NAME = "meta.json"
@@ -55,7 +56,12 @@ class FeatureCache:
             return (
                 f"{self.directory} is not a feature cache (no {META_NAME}); run `mint cache-features` first"
             )
-        recorded = json.loads(meta_path.read_text())
+        try:
+            recorded = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return f"its {META_NAME} is unreadable"
+        if not isinstance(recorded, dict):
+            return f"its {META_NAME} is not a JSON object"
         if _canonical(recorded.get("encoder")) != _canonical(self.settings["encoder"]):
             return "the audio encoder differs from the one the cache was built with"
         if _canonical(recorded.get("frontend")) != _canonical(self.settings["frontend"]):
@@ -70,7 +76,13 @@ class FeatureCache:
                 f"feature cache {self.directory}: no valid entry for clip {clip_id!r}: {self._stale_reason()}; "
                 "rebuild it with `mint cache-features`"
             )
-        return load_file(str(path))["features"]
+        try:
+            return load_file(str(path))["features"]
+        except (SafetensorError, OSError, KeyError) as error:
+            raise DataError(
+                f"feature cache {self.directory}: entry {path} of clip {clip_id!r} is unreadable ({error}); "
+                "delete it and run `mint cache-features` again"
+            ) from None
 
     def write(self, key: str, features: torch.Tensor) -> None:
         path = self.path(key)

@@ -27,7 +27,9 @@ _MODEL_TYPES = {
 
 
 def _remote_code(config: EncoderConfig) -> dict:
-    return {"trust_remote_code": True} if config.trust_remote_code else {}
+    # Always explicit: left unset, transformers asks on the terminal whether to run a checkpoint's
+    # custom code, and a "y" on stdin would run it although the config says no.
+    return {"trust_remote_code": config.trust_remote_code}
 
 
 def _load_model_config(config: EncoderConfig) -> Any:

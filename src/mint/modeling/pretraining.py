@@ -62,6 +62,10 @@ def stage1_losses(
     # ATM: one hard negative caption per clip and one hard negative clip per caption.
     global_sim_a2t = gather_no_grad(contrastive.sim_a2t)
     global_sim_t2a = gather_no_grad(contrastive.sim_t2a)
+    if not (torch.isfinite(global_sim_a2t).all() and torch.isfinite(global_sim_t2a).all()):
+        # Diverged: no negatives can be drawn. A NaN loss lets the trainer skip and count the step.
+        nan = contrastive.loss * float("nan")
+        return Stage1Output(nan, contrastive.loss, nan, nan, temperature.detach())
     all_audio_keys = gather_no_grad(audio_keys)
     all_text_keys = gather_no_grad(text_keys)
     negatives = sample_hard_negatives(
