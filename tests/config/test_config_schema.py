@@ -104,3 +104,15 @@ def test_load_config_names_the_file(tmp_path):
     assert str(path) in str(info.value) and "trainer.max_steps" in str(info.value)
     with pytest.raises(ConfigError, match="not found"):
         load_config(Run, tmp_path / "missing.yaml")
+
+
+@dataclass
+class Experiment:
+    trainer: Trainer = field(default_factory=lambda: Trainer(max_steps=600, optim=Optim(lr=0.5)))
+
+
+def test_partly_given_section_keeps_its_own_defaults():
+    experiment = from_dict(Experiment, {"trainer": {"bf16": True, "optim": {"betas": [0.8, 0.9]}}})
+    assert experiment.trainer.max_steps == 600 and experiment.trainer.bf16 is True
+    assert experiment.trainer.optim.lr == 0.5 and experiment.trainer.optim.betas == (0.8, 0.9)
+    assert from_dict(Experiment, {}).trainer.max_steps == 600

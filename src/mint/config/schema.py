@@ -111,6 +111,28 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
     raise ConfigError(f"{where}: expected {_describe(tp)}, got {value!r}")
 
 
+def _plain(config: Any) -> Any:
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        return {
+            field.name: _plain(getattr(config, field.name))
+            for field in dataclasses.fields(config)
+            if field.init
+        }
+    if isinstance(config, enum.Enum):
+        return config.value
+    return config
+
+
+def _overlay(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _overlay(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
 def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "") -> T:
     """Build dataclass `cls` from `data`; missing keys keep their defaults.
 
@@ -130,7 +152,14 @@ def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "") -> T:
     values = {}
     for name, field in fields.items():
         if name in data:
-            values[name] = _convert(data[name], hints[name], _join(where, name))
+            value = data[name]
+            if isinstance(value, Mapping) and field.default_factory is not dataclasses.MISSING:
+                # A section given in part keeps the section's own defaults for the rest (a field whose
+                # default is e.g. TrainerConfig(max_steps=600) must not fall back to TrainerConfig()).
+                default = field.default_factory()
+                if dataclasses.is_dataclass(default):
+                    value = _overlay(_plain(default), value)
+            values[name] = _convert(value, hints[name], _join(where, name))
         elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
             raise ConfigError(f"{_join(where, name)}: required key is missing")
     try:
