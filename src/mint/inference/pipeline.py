@@ -1,0 +1,309 @@
+"""`MintPipeline`: a saved model behind one object that takes audio as files, bytes or arrays.
+
+Every method takes one clip or a list of clips (see `mint.inference.inputs`) and works in batches of
+`batch_size`; a single clip gives a single result, a list a list. Audio goes through the model's own
+front end (its encoder's sample rate, cropped to `max_audio_seconds` from the start, as in evaluation).
+
+* `caption`, `ask`: LLM generation with the fixed stage-2 instructions (stage-2 models only).
+* `classify`: zero-shot, by ATC prompt ensembles (any model) or by the LLM's log-likelihood of each
+  label as its answer (stage-2 models); `method="auto"` takes the LLM when there is one.
+* `embed_audio`: the L2-normalised per-query embeddings `[N, Nq, E]` that ATC compares with a text by
+  the best query; `pooled=True` gives `[N, E]`, the re-normalised mean over queries, for stores that
+  keep one vector per item (an approximation: the model never trained that vector).
+* `embed_text`: `[T, E]` L2-normalised.
+* `search`: the clips of an `AudioIndex` nearest to a text or an example clip.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from mint.audio.frontend import pad_batch
+from mint.data.instructions import evaluation_instruction
+from mint.errors import ConfigError
+from mint.evaluation.classify import DEFAULT_TEMPLATES, class_embeddings, label_text
+from mint.evaluation.embed import embed_texts, eval_frontend, load_model, resolve_device
+from mint.inference.index import AudioIndex, model_fingerprint
+from mint.inference.inputs import AudioInput, as_batch, chunks, load_clip
+from mint.inference.search import SearchHit, search_index
+from mint.modeling import MintModel
+from mint.modeling.outputs import AudioFeatures
+from mint.objectives.contrastive import audio_text_similarity
+
+CLASSIFY_METHODS = ("auto", "atc", "generative")
+DEFAULT_GENERATION: dict[str, Any] = {"max_new_tokens": 30, "num_beams": 1}
+TEXT_BATCH = 64
+
+
+@dataclass
+class Classification:
+    """Labels best first, with their scores (ATC similarity or LLM log-likelihood) and the softmax of
+    those scores over the given labels (ATC: at the model's trained temperature)."""
+
+    labels: list[str]
+    scores: list[float]
+    probabilities: list[float]
+    method: str
+
+    @property
+    def label(self) -> str:
+        return self.labels[0]
+
+
+def _unwrap(results: list, single: bool) -> Any:
+    return results[0] if single else results
+
+
+def check_labels(labels: Sequence[str]) -> list[str]:
+    if isinstance(labels, str):
+        raise ConfigError(f"labels: expected a list of label names, got the string {labels!r}")
+    cleaned = [label.strip() if isinstance(label, str) else label for label in labels]
+    if any(not isinstance(label, str) or not label for label in cleaned):
+        raise ConfigError(f"labels: expected non-empty strings, got {list(labels)!r}")
+    if len(cleaned) < 2 or len(set(cleaned)) != len(cleaned):
+        raise ConfigError(f"labels: expected two or more distinct labels, got {cleaned!r}")
+    return cleaned
+
+
+class MintPipeline:
+    """Inference with a `MintModel` (put in eval mode, kept on its device). Not thread-safe: callers that
+    share one pipeline between threads serialise their calls (the server does)."""
+
+    def __init__(self, model: MintModel, batch_size: int = 8) -> None:
+        if batch_size < 1:
+            raise ConfigError(f"batch_size: expected a positive integer, got {batch_size}")
+        self.model = model.eval()
+        self.batch_size = batch_size
+        self.frontend = eval_frontend(model)
+        self._fingerprint: str | None = None
+
+    @classmethod
+    def from_pretrained(
+        cls, directory: str | os.PathLike, device: str = "auto", batch_size: int = 8
+    ) -> MintPipeline:
+        """Load a saved model; `device="auto"` is the first CUDA device when there is one, else the CPU."""
+        return cls(load_model(directory, resolve_device(device)), batch_size)
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.audio_proj.weight.device
+
+    @property
+    def has_llm(self) -> bool:
+        return self.model.llm is not None
+
+    @property
+    def sample_rate(self) -> int:
+        return self.model.sample_rate
+
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 of the model's config and own weights: what an index's embeddings belong to."""
+        if self._fingerprint is None:
+            self._fingerprint = model_fingerprint(self.model)
+        return self._fingerprint
+
+    # ----- audio ---------------------------------------------------------------------------------
+
+    def load_audio(
+        self, audio: AudioInput | list[AudioInput], sample_rate: int | None = None
+    ) -> list[np.ndarray]:
+        """Each clip as the model takes it: `[N]` float32 at `self.sample_rate`, cropped."""
+        batch = as_batch(audio)
+        return [
+            load_clip(item, self.frontend, sample_rate, self._name(index, batch.single))
+            for index, item in enumerate(batch.items)
+        ]
+
+    @staticmethod
+    def _name(index: int, single: bool) -> str:
+        return "audio" if single else f"audio[{index}]"
+
+    @torch.no_grad()
+    def encode(self, waveforms: Sequence[np.ndarray]) -> AudioFeatures:
+        """Encoder features (after the model's LayerNorm) of decoded clips, zero-padded into one batch."""
+        batch, lengths = pad_batch(list(waveforms))
+        return self.model.encode_audio(batch.to(self.device), lengths.to(self.device))
+
+    def _encoded(
+        self, items: Sequence[AudioInput], sample_rate: int | None, single: bool
+    ) -> Iterator[tuple[int, AudioFeatures]]:
+        """(offset of the first clip, features) per batch; clips are decoded a batch at a time."""
+        for start, part in chunks(items, self.batch_size):
+            waveforms = [
+                load_clip(item, self.frontend, sample_rate, self._name(start + offset, single))
+                for offset, item in enumerate(part)
+            ]
+            yield start, self.encode(waveforms)
+
+    # ----- stage 2: the LLM ----------------------------------------------------------------------
+
+    def _require_llm(self, what: str) -> None:
+        if not self.has_llm:
+            raise ConfigError(f"{what}: the model is a stage-1 model (no LLM); this needs a stage-2 model")
+
+    @torch.no_grad()
+    def _generate(
+        self, items: list[AudioInput], instructions: list[str], sample_rate: int | None, single: bool, **kw
+    ) -> list[str]:
+        settings = DEFAULT_GENERATION | kw
+        texts: list[str] = []
+        for start, audio in self._encoded(items, sample_rate, single):
+            batch = instructions[start : start + audio.features.shape[0]]
+            texts.extend(self.model.generate(audio, batch, **settings))
+        return texts
+
+    def caption(
+        self,
+        audio: AudioInput | list[AudioInput],
+        instruction: str | None = None,
+        sample_rate: int | None = None,
+        **generation: Any,
+    ) -> str | list[str]:
+        """One caption per clip. `generation`: the keyword arguments of `MintModel.generate`
+        (defaults `DEFAULT_GENERATION`)."""
+        self._require_llm("caption")
+        batch = as_batch(audio)
+        instruction = instruction or evaluation_instruction("caption")
+        instructions = [instruction] * len(batch.items)
+        return _unwrap(
+            self._generate(batch.items, instructions, sample_rate, batch.single, **generation), batch.single
+        )
+
+    def ask(
+        self,
+        audio: AudioInput | list[AudioInput],
+        question: str | Sequence[str],
+        sample_rate: int | None = None,
+        **generation: Any,
+    ) -> str | list[str]:
+        """The answer to `question` (one shared by every clip, or one per clip) about each clip."""
+        self._require_llm("ask")
+        batch = as_batch(audio)
+        questions = [question] * len(batch.items) if isinstance(question, str) else list(question)
+        if len(questions) != len(batch.items):
+            raise ConfigError(f"question: {len(questions)} questions for {len(batch.items)} clips")
+        if not all(isinstance(text, str) and text.strip() for text in questions):
+            raise ConfigError(f"question: expected non-empty text, got {question!r}")
+        instructions = [evaluation_instruction("qa", question=text.strip()) for text in questions]
+        return _unwrap(
+            self._generate(batch.items, instructions, sample_rate, batch.single, **generation), batch.single
+        )
+
+    # ----- classification ------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def classify(
+        self,
+        audio: AudioInput | list[AudioInput],
+        labels: Sequence[str],
+        method: str = "auto",
+        templates: Sequence[str] = DEFAULT_TEMPLATES,
+        instruction: str | None = None,
+        normalise: bool = False,
+        sample_rate: int | None = None,
+    ) -> Classification | list[Classification]:
+        """Zero-shot classification over `labels`. `method`: "atc" (prompt `templates` per label, the
+        model's ATC similarity), "generative" (the LLM's log-likelihood of each label as its answer to
+        `instruction`; `normalise` divides by its token count) or "auto" (generative when the model has
+        an LLM, else ATC)."""
+        if method not in CLASSIFY_METHODS:
+            raise ConfigError(f"method: expected one of {CLASSIFY_METHODS}, got {method!r}")
+        labels = check_labels(labels)
+        if method == "auto":
+            method = "generative" if self.has_llm else "atc"
+        batch = as_batch(audio)
+        if method == "generative":
+            self._require_llm("classify (method generative)")
+            scores = self._generative_scores(
+                batch.items, labels, instruction, normalise, sample_rate, batch.single
+            )
+            probabilities = torch.softmax(scores.double(), dim=1)
+        else:
+            classes = class_embeddings(self.model, labels, list(templates)).to(self.device)
+            parts = [
+                audio_text_similarity(self.model.audio_embeddings(features), classes).float().cpu()
+                for _, features in self._encoded(batch.items, sample_rate, batch.single)
+            ]
+            scores = torch.cat(parts)
+            probabilities = torch.softmax(scores.double() / float(self.model.temperature()), dim=1)
+        results = []
+        for row, chances in zip(scores.tolist(), probabilities.tolist(), strict=True):
+            order = sorted(range(len(labels)), key=lambda column: (-row[column], column))
+            results.append(
+                Classification(
+                    labels=[labels[column] for column in order],
+                    scores=[row[column] for column in order],
+                    probabilities=[chances[column] for column in order],
+                    method=method,
+                )
+            )
+        return _unwrap(results, batch.single)
+
+    def _generative_scores(
+        self,
+        items: list[AudioInput],
+        labels: list[str],
+        instruction: str | None,
+        normalise: bool,
+        sample_rate: int | None,
+        single: bool,
+    ) -> torch.Tensor:
+        instruction = instruction or evaluation_instruction("classify")
+        candidates = [label_text(label) for label in labels]
+        parts = []
+        for _, audio in self._encoded(items, sample_rate, single):
+            instructions = [instruction] * audio.features.shape[0]
+            parts.append(self.model.score(audio, instructions, candidates, normalise=normalise).float().cpu())
+        return torch.cat(parts)
+
+    # ----- embeddings and search -----------------------------------------------------------------
+
+    @torch.no_grad()
+    def embed_audio(
+        self, audio: AudioInput | list[AudioInput], pooled: bool = False, sample_rate: int | None = None
+    ) -> np.ndarray:
+        """float32 `[N, Nq, E]` per-query embeddings (N = 1 for a single clip), or `[N, E]` when pooled."""
+        batch = as_batch(audio)
+        parts = [
+            self.model.audio_embeddings(features).float().cpu()
+            for _, features in self._encoded(batch.items, sample_rate, batch.single)
+        ]
+        embeddings = torch.cat(parts)
+        if pooled:
+            embeddings = torch.nn.functional.normalize(embeddings.mean(dim=1), dim=-1)
+        return embeddings.numpy()
+
+    def embed_text(self, texts: str | Sequence[str]) -> np.ndarray:
+        """float32 `[T, E]` L2-normalised text embeddings (T = 1 for a single string)."""
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        if not texts or not all(isinstance(text, str) for text in texts):
+            raise ConfigError(f"texts: expected a string or a non-empty list of strings, got {texts!r}")
+        return embed_texts(self.model, texts, TEXT_BATCH).numpy()
+
+    @torch.no_grad()
+    def match_scores(self, audio: AudioFeatures, text: str) -> np.ndarray:
+        """ATM log-odds (logit[match] - logit[no match]) of each clip of `audio` with `text`."""
+        ids, mask = self.model.tokenize([text] * audio.features.shape[0], device=self.device)
+        logits = self.model.match_logits(audio, ids, mask).float()
+        return (logits[:, 1] - logits[:, 0]).cpu().numpy().astype(np.float64)
+
+    def search(
+        self,
+        query: str | AudioInput,
+        index: AudioIndex | str | os.PathLike,
+        k: int = 10,
+        rerank: int = 32,
+        sample_rate: int | None = None,
+    ) -> list[SearchHit]:
+        """The `k` clips of `index` nearest to `query`: a `str` is a text query, anything else one example
+        clip (pass a path as `pathlib.Path`). See `mint.inference.search.search_index`."""
+        if not isinstance(index, AudioIndex):
+            index = AudioIndex.open(index)
+        return search_index(self, index, query, k=k, rerank=rerank, sample_rate=sample_rate)

@@ -1,0 +1,228 @@
+"""The HTTP service: a `MintPipeline` (and optionally an `AudioIndex`) behind FastAPI, plus the web page.
+
+Audio arrives as the multipart form field `file`. Every model call goes through the `ModelGate` (worker
+threads, bounded queue, timeout). Status codes: 413 upload too large or too long, 422 bad input (empty,
+not audio, corrupt, bad fields; the reason is in `detail`), 409 the loaded model or server cannot do
+this (no LLM, no index), 503 queue full, 504 timeout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Any, BinaryIO
+
+from fastapi import FastAPI, File, Form, Request, UploadFile
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from mint.errors import MintError
+from mint.inference import AudioIndex, MintPipeline
+from mint.serving.limits import FORM_OVERHEAD_BYTES, BodyLimit, GateTimeout, ModelGate, QueueFull, ServeLimits
+from mint.serving.uploads import UploadProblem, read_upload
+
+STATIC_DIR = Path(__file__).parent / "static"
+MAX_TEXT_CHARS = 1000
+MAX_BEAMS = 8
+
+AudioFile = Annotated[UploadFile | None, File(description="the audio: WAV, FLAC, OGG/Vorbis or MP3")]
+
+
+def _text(name: str, value: str | None, required: bool = True) -> str | None:
+    if value is None or not value.strip():
+        if required:
+            raise UploadProblem(422, f"{name}: expected a non-empty text")
+        return None
+    if len(value) > MAX_TEXT_CHARS:
+        raise UploadProblem(422, f"{name}: {len(value)} characters; the limit is {MAX_TEXT_CHARS}")
+    return value.strip()
+
+
+def _in_range(name: str, value: int, least: int, most: int) -> int:
+    if not least <= value <= most:
+        raise UploadProblem(422, f"{name}: expected an integer from {least} to {most}, got {value}")
+    return value
+
+
+def _labels(text: str) -> list[str]:
+    labels = [label.strip() for label in text.split(",") if label.strip()]
+    if len(labels) < 2 or len(set(labels)) != len(labels):
+        raise UploadProblem(
+            422, f"labels: expected two or more distinct comma-separated labels, got {text!r}"
+        )
+    return labels
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    def reply(status: int, detail: str, headers: dict | None = None) -> JSONResponse:
+        return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+    @app.exception_handler(UploadProblem)
+    async def _problem(_: Request, error: UploadProblem) -> JSONResponse:
+        return reply(error.status, error.detail)
+
+    @app.exception_handler(MintError)
+    async def _mint(_: Request, error: MintError) -> JSONResponse:
+        return reply(422, str(error))
+
+    @app.exception_handler(QueueFull)
+    async def _full(_: Request, error: QueueFull) -> JSONResponse:
+        return reply(503, f"{error}; try again shortly", {"Retry-After": "1"})
+
+    @app.exception_handler(GateTimeout)
+    async def _timeout(_: Request, error: GateTimeout) -> JSONResponse:
+        return reply(504, str(error))
+
+
+def create_app(
+    pipeline: MintPipeline, index: AudioIndex | None = None, limits: ServeLimits | None = None
+) -> FastAPI:
+    """The app; `index`, when given, must have been built with this pipeline's model."""
+    limits = limits or ServeLimits()
+    gate = ModelGate(limits.concurrency, limits.queue, limits.timeout_s)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        gate.shutdown()
+
+    app = FastAPI(
+        title="mint",
+        summary="MINT audio-language model: caption, question answering, zero-shot classification, search",
+        lifespan=lifespan,
+    )
+    app.state.pipeline = pipeline
+    app.state.index = index
+    app.state.limits = limits
+    app.state.gate = gate
+    app.add_middleware(BodyLimit, max_bytes=limits.max_upload_bytes + FORM_OVERHEAD_BYTES)
+    _install_error_handlers(app)
+
+    def require_llm(what: str) -> None:
+        if not pipeline.has_llm:
+            raise UploadProblem(
+                409, f"{what}: the served model is a stage-1 model (no LLM); this needs a stage-2 model"
+            )
+
+    def generation(max_new_tokens: int, beams: int) -> dict[str, Any]:
+        return {
+            "max_new_tokens": _in_range("max_new_tokens", max_new_tokens, 1, limits.max_new_tokens),
+            "num_beams": _in_range("beams", beams, 1, MAX_BEAMS),
+        }
+
+    async def audio_of(file: UploadFile | None) -> Callable[[], BinaryIO]:
+        """Reads the upload now (on the event loop); the returned call decodes its header in the worker."""
+        upload = await read_upload(file, limits.max_upload_bytes)
+        return lambda: upload.source(limits.max_audio_seconds)
+
+    @app.get("/health", summary="Liveness, the model, the index and the queue")
+    def health() -> dict:
+        model = pipeline.model
+        return {
+            "status": "ok",
+            "model": {
+                "stage": 2 if pipeline.has_llm else 1,
+                "encoder": model.config.encoder.kind,
+                "llm": model.config.llm.name_or_path if model.config.llm is not None else None,
+                "sample_rate": pipeline.sample_rate,
+                "clip_seconds": model.config.max_audio_seconds,
+            },
+            "index": {"clips": index.count()} if index is not None else None,
+            "queue": {"admitted": gate.admitted, "capacity": gate.capacity},
+            "limits": asdict(limits),
+        }
+
+    @app.post("/caption", summary="Describe the audio in one sentence (stage-2 models)")
+    async def caption(
+        file: AudioFile = None, max_new_tokens: Annotated[int, Form()] = 30, beams: Annotated[int, Form()] = 1
+    ) -> dict:
+        require_llm("caption")
+        settings = generation(max_new_tokens, beams)
+        audio = await audio_of(file)
+        return {"caption": await gate.run(lambda: pipeline.caption(audio(), **settings))}
+
+    @app.post("/ask", summary="Answer a question about the audio (stage-2 models)")
+    async def ask(
+        question: Annotated[str, Form()],
+        file: AudioFile = None,
+        max_new_tokens: Annotated[int, Form()] = 30,
+        beams: Annotated[int, Form()] = 1,
+    ) -> dict:
+        require_llm("ask")
+        question = _text("question", question)
+        settings = generation(max_new_tokens, beams)
+        audio = await audio_of(file)
+        return {
+            "question": question,
+            "answer": await gate.run(lambda: pipeline.ask(audio(), question, **settings)),
+        }
+
+    @app.post("/classify", summary="Zero-shot classification over comma-separated labels")
+    async def classify(
+        labels: Annotated[str, Form(description="comma-separated, e.g. 'dog, rain, siren'")],
+        file: AudioFile = None,
+        method: Annotated[str, Form(description="auto, atc or generative")] = "auto",
+    ) -> dict:
+        names = _labels(_text("labels", labels))
+        if method == "generative":
+            require_llm("classify (method generative)")
+        audio = await audio_of(file)
+        result = await gate.run(lambda: pipeline.classify(audio(), names, method=method))
+        ranked = zip(result.labels, result.scores, result.probabilities, strict=True)
+        return {
+            "label": result.label,
+            "method": result.method,
+            "ranking": [
+                {"label": name, "score": score, "probability": chance} for name, score, chance in ranked
+            ],
+        }
+
+    @app.post("/embed", summary="The audio's L2-normalised query embeddings [Nq, E], or one pooled [E]")
+    async def embed(file: AudioFile = None, pooled: Annotated[bool, Form()] = False) -> dict:
+        audio = await audio_of(file)
+        vectors = await gate.run(lambda: pipeline.embed_audio(audio(), pooled=pooled)[0])
+        return {"shape": list(vectors.shape), "pooled": pooled, "embedding": vectors.tolist()}
+
+    @app.post("/search", summary="The indexed clips nearest to a text query or an uploaded example clip")
+    async def search(
+        query: Annotated[str | None, Form()] = None,
+        file: AudioFile = None,
+        k: Annotated[int, Form()] = 10,
+        rerank: Annotated[int, Form(description="text queries: ATC candidates re-ranked by ATM")] = 32,
+    ) -> dict:
+        if index is None:
+            raise UploadProblem(
+                409, "search: the server has no index; start it with `mint serve --index PATH`"
+            )
+        text = _text("query", query, required=False)
+        if (text is None) == (file is None):
+            raise UploadProblem(
+                422, "search: send either a text 'query' or an audio 'file', not both or neither"
+            )
+        k = _in_range("k", k, 1, limits.max_k)
+        rerank = _in_range("rerank", rerank, 0, limits.max_rerank)
+        if text is not None:
+            hits = await gate.run(lambda: pipeline.search(text, index, k=k, rerank=rerank))
+        else:
+            audio = await audio_of(file)
+            hits = await gate.run(lambda: pipeline.search(audio(), index, k=k, rerank=rerank))
+        return {
+            "query": text,
+            "results": [hit.to_json() | {"audio_url": f"/clips/{hit.id}"} for hit in hits],
+        }
+
+    @app.get("/clips/{clip_id}", summary="The audio file of an indexed clip", response_class=FileResponse)
+    def clip(clip_id: int) -> FileResponse:
+        entry = index.entries([clip_id]).get(clip_id) if index is not None else None
+        if entry is None or not index.audio_path(entry).is_file():
+            raise UploadProblem(404, f"clip {clip_id}: not in the index")
+        return FileResponse(index.audio_path(entry), filename=Path(entry.path).name)
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app

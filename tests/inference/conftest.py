@@ -1,0 +1,57 @@
+"""Tiny saved models (stage 1, and stage 2 with the in-memory `random:t5` LLM) and a few generated
+clips, built once for the inference tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from mint.config import load_config
+from mint.data.synth import SynthSpec, generate_corpus
+from mint.llm.config import LLMConfig
+from mint.modeling import MintConfig, MintModel
+from mint_testing import tiny_model_overrides
+
+
+def save_tiny_model(folder: Path, llm: bool) -> Path:
+    """A tiny model whose weights are jittered away from their initial values, so that different clips
+    and texts get clearly different embeddings (fresh weights put every similarity within 1e-3)."""
+    config = load_config(MintConfig, None, [item.removeprefix("model.") for item in tiny_model_overrides()])
+    if llm:
+        config.llm = LLMConfig(name_or_path="random:t5", max_instruction_length=32, max_response_length=16)
+    torch.manual_seed(3)
+    model = MintModel.from_config(config)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.requires_grad and parameter.dim() > 1:
+                parameter.add_(torch.randn_like(parameter) * 0.2)
+    return model.save_pretrained(folder)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_thread():
+    # Tiny models run fastest on one thread; more only contend on a busy 2-core machine.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def stage2_dir(tmp_path_factory) -> Path:
+    return save_tiny_model(tmp_path_factory.mktemp("inference-stage2") / "model", llm=True)
+
+
+@pytest.fixture(scope="session")
+def stage1_dir(tmp_path_factory) -> Path:
+    return save_tiny_model(tmp_path_factory.mktemp("inference-stage1") / "model", llm=False)
+
+
+@pytest.fixture(scope="session")
+def clips(tmp_path_factory) -> list[Path]:
+    """Six 1.5 s WAV clips at 16 kHz (the tiny model's rate and clip length), sorted by name."""
+    folder = tmp_path_factory.mktemp("inference-clips")
+    generate_corpus(SynthSpec(num_clips=6, seed=4, clip_seconds=1.5, max_events=1), folder, 1, {"test": 1.0})
+    return sorted((folder / "audio").glob("*.wav"))

@@ -1,0 +1,210 @@
+"""The SQLite audio index (incremental builds) and search, against independent recomputations."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from mint.cli.main import main
+from mint.errors import ConfigError, DataError
+from mint.inference import AudioIndex, MintPipeline, build_index
+from mint.inference.search import scan_scores, text_similarity
+from mint.modeling import MintModel
+
+QUERY = "a dog barks in the rain"
+
+
+@pytest.fixture(scope="module")
+def pipeline(stage2_dir) -> MintPipeline:
+    return MintPipeline.from_pretrained(stage2_dir, batch_size=4)
+
+
+@pytest.fixture(scope="module")
+def model(stage2_dir) -> MintModel:
+    return MintModel.from_pretrained(stage2_dir).eval()
+
+
+@pytest.fixture
+def folder(tmp_path, clips) -> Path:
+    """The clips in nested folders, a non-audio file (not indexed) and a broken .wav (skipped)."""
+    root = tmp_path / "audio"
+    for number, clip in enumerate(clips):
+        target = root / ("birds" if number % 2 else "street") / clip.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(clip, target)
+    (root / "notes.txt").write_text("not audio")
+    (root / "broken.wav").write_bytes(b"RIFF but not really")
+    return root
+
+
+def _rows(index_path: Path) -> dict[str, tuple]:
+    with sqlite3.connect(index_path) as connection:
+        return {
+            row[0]: row[1:]
+            for row in connection.execute("SELECT path, mtime_ns, sha256, embedding FROM clips")
+        }
+
+
+@torch.no_grad()
+def _direct(model: MintModel, path: Path) -> np.ndarray:
+    samples, _ = sf.read(path, dtype="float32")
+    waveform = torch.from_numpy(samples)[None]
+    return model.audio_embeddings(model.encode_audio(waveform, torch.tensor([waveform.shape[1]])))[0].numpy()
+
+
+def test_builds_are_incremental(pipeline, model, folder, tmp_path):
+    index_path = tmp_path / "index.sqlite"
+    first = build_index(pipeline, folder, index_path, workers=0, progress=False)
+    assert (first.added, first.updated, first.unchanged, first.removed, first.total) == (6, 0, 0, 0, 6)
+    assert [skipped.path for skipped in first.skipped] == ["broken.wav"]
+    assert "not a recognised audio file" in first.skipped[0].reason
+    rows = _rows(index_path)
+    for relative, (_, _, blob) in rows.items():
+        stored = np.frombuffer(blob, dtype=np.float16).reshape(4, 16)
+        np.testing.assert_allclose(stored, _direct(model, folder / relative), atol=2e-3)
+
+    second = build_index(pipeline, folder, index_path, workers=0, progress=False)
+    assert (second.added, second.updated, second.unchanged, second.removed, second.total) == (0, 0, 6, 0, 6)
+    assert _rows(index_path) == rows
+
+    touched, changed, deleted = sorted(rows)[:3]
+    stamp = os.stat(folder / touched).st_mtime_ns + 5_000_000_000
+    os.utime(folder / touched, ns=(stamp, stamp))
+    samples, rate = sf.read(folder / changed, dtype="float32")
+    sf.write(folder / changed, samples[::-1].copy(), rate)
+    (folder / deleted).unlink()
+    third = build_index(pipeline, folder, index_path, workers=2, progress=False)
+    assert (third.added, third.updated, third.unchanged, third.removed, third.total) == (0, 1, 4, 1, 5)
+    after = _rows(index_path)
+    assert deleted not in after
+    assert after[touched][0] == stamp and after[touched][1:] == rows[touched][1:]
+    stored = np.frombuffer(after[changed][2], dtype=np.float16).reshape(4, 16)
+    np.testing.assert_allclose(stored, _direct(model, folder / changed), atol=2e-3)
+    assert not np.array_equal(after[changed][2], rows[changed][2])
+
+
+def test_index_build_command_reports_the_counts(stage2_dir, folder, tmp_path, capsys):
+    args = ["index", "build", str(folder), "--model", str(stage2_dir), "--index", str(tmp_path / "i.sqlite")]
+    assert main([*args, "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    assert "6 clips indexed: 6 added" in captured.out and "skipped broken.wav" in captured.err
+    assert main([*args, "--no-progress"]) == 0
+    assert "0 added, 0 re-embedded, 6 unchanged, 0 removed, 1 skipped" in capsys.readouterr().out
+
+
+def test_an_index_belongs_to_one_folder_and_one_model(pipeline, stage1_dir, folder, tmp_path):
+    index_path = tmp_path / "index.sqlite"
+    build_index(pipeline, folder, index_path, workers=0, progress=False)
+    other = MintPipeline.from_pretrained(stage1_dir)
+    with pytest.raises(ConfigError, match="another model"):
+        build_index(other, folder, index_path, workers=0, progress=False)
+    with pytest.raises(ConfigError, match="another model"):
+        other.search(QUERY, index_path)
+    with pytest.raises(ConfigError, match="is of the folder"):
+        build_index(pipeline, folder / "birds", index_path, workers=0, progress=False)
+    report = build_index(other, folder / "birds", index_path, workers=0, rebuild=True, progress=False)
+    assert report.added == 3 and report.total == 3
+    assert AudioIndex.open(index_path).root == (folder / "birds").resolve()
+
+
+def test_opening_something_that_is_not_an_index_fails_clearly(pipeline, folder, tmp_path):
+    with pytest.raises(DataError, match="no index here"):
+        AudioIndex.open(tmp_path / "absent.sqlite")
+    (tmp_path / "text.sqlite").write_text("hello, this is text" * 100)
+    with pytest.raises(DataError, match="not a mint index"):
+        AudioIndex.open(tmp_path / "text.sqlite")
+    with sqlite3.connect(tmp_path / "other.sqlite") as connection:
+        connection.execute("CREATE TABLE songs (title TEXT)")
+    with pytest.raises(DataError, match=r"not a mint index \(tables \['songs'\]\)"):
+        build_index(pipeline, folder, tmp_path / "other.sqlite", progress=False)
+
+
+@pytest.fixture
+def built(pipeline, folder, tmp_path) -> AudioIndex:
+    build_index(pipeline, folder, tmp_path / "index.sqlite", workers=0, progress=False)
+    return AudioIndex.open(tmp_path / "index.sqlite")
+
+
+@torch.no_grad()
+def _independent(model: MintModel, index: AudioIndex) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Every indexed clip's ATC similarity and ATM log-odds with QUERY, from the audio files."""
+    paths = sorted(_rows(index.path))
+    ids, mask = model.tokenize([QUERY])
+    text = model.text_embeddings(ids, mask)[0].numpy()
+    similarity, match = [], []
+    for relative in paths:
+        samples, _ = sf.read(index.root / relative, dtype="float32")
+        waveform = torch.from_numpy(samples)[None]
+        audio = model.encode_audio(waveform, torch.tensor([waveform.shape[1]]))
+        similarity.append(float((model.audio_embeddings(audio)[0].numpy() @ text).max()))
+        logits = model.match_logits(audio, ids, mask)[0]
+        match.append(float(logits[1] - logits[0]))
+    return paths, np.array(similarity), np.array(match)
+
+
+def test_text_search_ranks_as_an_independent_recomputation(pipeline, model, built):
+    paths, similarity, match = _independent(model, built)
+    by_similarity = [paths[i] for i in np.argsort(-similarity)]
+    by_match = [paths[i] for i in np.argsort(-match)]
+
+    atc_only = pipeline.search(QUERY, built, k=6, rerank=0)
+    assert [hit.path for hit in atc_only] == by_similarity
+    assert all(hit.match is None for hit in atc_only) and [hit.rank for hit in atc_only] == list(range(1, 7))
+    expected = {paths[i]: similarity[i] for i in range(len(paths))}
+    np.testing.assert_allclose(
+        [hit.similarity for hit in atc_only], [expected[h.path] for h in atc_only], atol=3e-3
+    )
+
+    reranked = pipeline.search(QUERY, built, k=6, rerank=6)
+    assert [hit.path for hit in reranked] == by_match
+    scores = {paths[i]: match[i] for i in range(len(paths))}
+    np.testing.assert_allclose([hit.match for hit in reranked], [scores[h.path] for h in reranked], atol=1e-5)
+
+    # Only the top two under ATC are re-ranked; places three and four keep ATC order.
+    partial = pipeline.search(QUERY, built, k=4, rerank=2)
+    top_two = sorted(by_similarity[:2], key=lambda path: -scores[path])
+    assert [hit.path for hit in partial] == [*top_two, *by_similarity[2:4]]
+    assert [hit.match is not None for hit in partial] == [True, True, False, False]
+
+
+def test_an_example_clip_finds_itself_first(pipeline, built, folder):
+    for relative in ("birds", "street"):
+        example = sorted((folder / relative).glob("*.wav"))[0]
+        hits = pipeline.search(example, built, k=3)
+        assert hits[0].path == example.relative_to(folder).as_posix()
+        assert hits[0].similarity == pytest.approx(1.0, abs=3e-3) and hits[0].match is None
+        assert hits[1].similarity < hits[0].similarity
+
+
+def test_chunked_scan_equals_one_pass(pipeline, built):
+    text = pipeline.embed_text(QUERY)[0]
+    whole_ids, whole = scan_scores(built, lambda chunk: text_similarity(chunk, text), chunk_rows=10_000)
+    one_ids, one = scan_scores(built, lambda chunk: text_similarity(chunk, text), chunk_rows=1)
+    np.testing.assert_array_equal(whole_ids, one_ids)
+    np.testing.assert_array_equal(whole, one)
+
+
+def test_a_candidate_deleted_after_indexing_is_left_out(pipeline, built):
+    victim = pipeline.search(QUERY, built, k=1, rerank=0)[0].path
+    (built.root / victim).unlink()
+    hits = pipeline.search(QUERY, built, k=6, rerank=6)
+    assert victim not in [hit.path for hit in hits] and len(hits) == 5
+
+
+def test_search_command_prints_ranked_files(stage2_dir, built, capsys):
+    args = ["search", QUERY, "--index", str(built.path), "--model", str(stage2_dir), "--k", "3"]
+    assert main(args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and lines[0].split()[0] == "1"
+    assert all(Path(line.split()[-1]).is_file() for line in lines)
+    example = built.root / lines[0].split()[-1]
+    assert main(["search", "--audio", str(example), *args[2:]]) == 0
+    assert main(["search", *args[2:]]) == 2
+    assert "either a text QUERY or --audio" in capsys.readouterr().err
