@@ -42,6 +42,10 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
+        options = [option for option in args if option is not type(None)]
+        if len(options) == 1:
+            # `X | None`: report X's own error, which names the exact key (e.g. model.llm.nme_or_path).
+            return _convert(value, options[0], where)
         for option in args:
             if option is type(None):
                 continue

@@ -43,7 +43,7 @@ def _headline(results: dict) -> list[dict]:
     return [
         {
             "metric": "zero_shot_classification_accuracy",
-            "what": f"ATC zero-shot, {classes} classes, {atc['counts']['evaluated']} single-event clips",
+            "what": f"ATC zero-shot, {classes} classes, {atc['data']['clips_evaluated']} single-event clips",
             "value": atc["metrics"]["accuracy"],
             "reference": 1 / classes,
             "reference_is": "chance",

@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import json
+
+from mint.cli.main import main
+
+
+def test_demo_path_end_to_end_on_a_small_corpus(tmp_path, capsys):
+    out = tmp_path / "demo"
+    code = main(
+        [
+            "demo",
+            "--out",
+            str(out),
+            "corpus.train_clips=24",
+            "corpus.test_clips=8",
+            "corpus.single_event_clips=11",
+            "corpus.max_events=2",
+            "stage1.max_steps=3",
+            "stage1.batch_size=8",
+            "stage1.progress_bar=false",
+            "stage2.max_steps=3",
+            "stage2.batch_size=8",
+            "stage2.progress_bar=false",
+            "standin_llm.steps=3",
+            "standin_llm.hidden_size=32",
+            "standin_llm.num_layers=1",
+            "standin_llm.num_heads=2",
+            "evaluation.retrieval_k=2",
+            "evaluation.caption_beams=1",
+            "evaluation.max_new_tokens=4",
+        ]
+    )
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    headline = {row["metric"]: row for row in report["headline"]}
+    assert set(report["targets"]) <= set(headline)
+    single = [
+        json.loads(line) for line in (out / "corpus" / "single-event" / "test.jsonl").read_text().splitlines()
+    ]
+    classes = {label for record in single for label in record["labels"]}
+    assert len(single) == 11
+    assert headline["zero_shot_classification_accuracy"]["reference"] == 1 / len(classes)
+    assert headline["text_to_audio_R@5"]["reference"] == 5 / 8
+    for row in headline.values():
+        assert row["reference_is"] and row["value"] == row["value"]  # present and not NaN
+    assert report["llm"].startswith("stand-in")
+    text = (out / "report.md").read_text()
+    assert "zero_shot_classification_accuracy" in text and "Example answers" in text
+    for plot in ("stage1_losses", "stage2_losses", "confusion_matrix", "recall_at_k"):
+        assert (out / f"{plot}.png").stat().st_size > 1000, plot
+    printed = capsys.readouterr().out
+    assert "Example captions" in printed and "report.md" in printed
+
+    # A second run finds every stage done and only re-evaluates.
+    first_stage1 = (out / "stage1" / "model" / "model.safetensors").stat().st_mtime_ns
+    assert (
+        main(
+            [
+                "demo",
+                "--out",
+                str(out),
+                "corpus.train_clips=24",
+                "corpus.test_clips=8",
+                "corpus.single_event_clips=11",
+                "corpus.max_events=2",
+                "evaluation.retrieval_k=2",
+                "evaluation.caption_beams=1",
+                "evaluation.max_new_tokens=4",
+            ]
+        )
+        == 0
+    )
+    assert (out / "stage1" / "model" / "model.safetensors").stat().st_mtime_ns == first_stage1
