@@ -1,4 +1,8 @@
-"""`mint data`: dataset preparation. `mint data prepare FORMAT ROOT --out MANIFEST` writes a manifest."""
+"""`mint data`: dataset preparation.
+
+`mint data prepare FORMAT ROOT --out MANIFEST` writes a manifest;
+`mint data shard MANIFEST --out DIR --shard-size N` packs it into WebDataset tar shards.
+"""
 
 from __future__ import annotations
 
@@ -34,6 +38,25 @@ def _prepare(args: argparse.Namespace) -> int:
     return 0 if report.written else 1
 
 
+def _shard(args: argparse.Namespace) -> int:
+    from mint.data.manifest import iter_manifest
+    from mint.data.shards import write_shards
+
+    report = write_shards(iter_manifest(args.manifest), args.out, args.shard_size, prefix=args.prefix)
+    print(report.summary())
+    return 0 if report.written else 1
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     data = subparsers.add_parser("data", help="prepare dataset manifests", description=__doc__)
     actions = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
@@ -58,3 +81,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--audio-dir", metavar="DIR", help="audio folder, when not where the layout puts it")
     parser.set_defaults(func=_prepare)
+
+    shard = actions.add_parser(
+        "shard",
+        help="pack a manifest into WebDataset tar shards with an index",
+        description="Write the manifest's audio (original bytes) and metadata as WebDataset tar shards "
+        "(<key>.<ext> + <key>.json per clip) and index.json listing the shards and their sample counts. "
+        "Clips whose audio is missing or unreadable are skipped and listed.",
+    )
+    shard.add_argument("manifest", help="JSONL manifest (from `mint data prepare`)")
+    shard.add_argument("--out", required=True, metavar="DIR", help="folder for the shards and index.json")
+    shard.add_argument(
+        "--shard-size", type=_positive, default=1000, metavar="N", help="samples per shard (default 1000)"
+    )
+    shard.add_argument("--prefix", default="shard", help="shard file name prefix (default: shard)")
+    shard.set_defaults(func=_shard)

@@ -1,0 +1,96 @@
+"""What every benchmark shares: timing, the row it reports, the machine facts, random checkpoints."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Comparison:
+    """One line of the ratio table: the same work done two ways, timed in the same run."""
+
+    item: str
+    baseline: str
+    ours: str
+    baseline_s: float
+    ours_s: float
+    target: float | None = None  # the speed-up asked for, if any
+    note: str = ""
+
+    @property
+    def ratio(self) -> float:
+        return self.baseline_s / self.ours_s
+
+    @property
+    def verdict(self) -> str:
+        if self.target is None:
+            return "-"
+        return "met" if self.ratio >= self.target else "NOT met"
+
+
+def median_seconds(function: Callable[[], object], repeats: int, warmup: int = 1) -> float:
+    """Median wall time of `function` over `repeats` calls, after `warmup` untimed calls."""
+    for _ in range(warmup):
+        function()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def machine_facts() -> dict[str, str]:
+    import torch
+
+    model = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    memory = ""
+    meminfo = Path("/proc/meminfo")
+    if meminfo.is_file():
+        total_kib = int(meminfo.read_text().split("MemTotal:")[1].split()[0])
+        memory = f"{total_kib / 2**20:.1f} GiB"
+    return {
+        "cpu": f"{model}, {os.cpu_count()} logical cores",
+        "memory": memory,
+        "torch threads": str(torch.get_num_threads()),
+        "load average (1 min) at the end": f"{os.getloadavg()[0]:.1f}",
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "os": platform.platform(),
+    }
+
+
+def save_random_whisper_tiny(directory: Path) -> Path:
+    """A Whisper checkpoint of whisper-tiny's shapes (d_model 384, 4+4 layers) with random weights."""
+    import torch
+    from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration
+
+    torch.manual_seed(0)
+    config = WhisperConfig(
+        d_model=384,
+        encoder_layers=4,
+        decoder_layers=4,
+        encoder_attention_heads=6,
+        decoder_attention_heads=6,
+        encoder_ffn_dim=1536,
+        decoder_ffn_dim=1536,
+        num_mel_bins=80,
+    )
+    WhisperForConditionalGeneration(config).save_pretrained(directory)
+    WhisperFeatureExtractor(feature_size=80).save_pretrained(directory)
+    return directory
