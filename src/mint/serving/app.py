@@ -2,8 +2,8 @@
 
 Audio arrives as the multipart form field `file`. Every model call goes through the `ModelGate` (worker
 threads, bounded queue, timeout). Status codes: 413 upload too large or too long, 422 bad input (empty,
-not audio, corrupt, bad fields; the reason is in `detail`), 409 the loaded model or server cannot do
-this (no LLM, no index), 503 queue full, 504 timeout.
+not audio, corrupt, bad fields; the reason is in `detail`), 408 a request body that stopped arriving,
+409 the loaded model or server cannot do this (no LLM, no index), 503 queue full, 504 timeout.
 """
 
 from __future__ import annotations
@@ -97,7 +97,11 @@ def create_app(
     app.state.index = index
     app.state.limits = limits
     app.state.gate = gate
-    app.add_middleware(BodyLimit, max_bytes=limits.max_upload_bytes + FORM_OVERHEAD_BYTES)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=limits.max_upload_bytes + FORM_OVERHEAD_BYTES,
+        idle_timeout_s=limits.body_timeout_s,
+    )
     _install_error_handlers(app)
 
     def require_llm(what: str) -> None:

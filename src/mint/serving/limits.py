@@ -8,7 +8,9 @@ interrupted, so a call already running finishes and keeps its slot until then, a
 is dropped without running.
 
 `BodyLimit` refuses an oversized request body (HTTP 413) before it is spooled: at once when its
-Content-Length says so, else as soon as the bytes received pass the limit.
+Content-Length says so, else as soon as the bytes received pass the limit. It also refuses a body that
+stops arriving (HTTP 408): uvicorn has no timeout while a body is being read, so a client that sends
+its headers and then stalls would otherwise hold its connection and buffers forever.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ FORM_OVERHEAD_BYTES = 64 * 1024
 class ServeLimits:
     """`max_upload_mb`: size of one uploaded file; `max_audio_seconds`: its duration (longer audio is
     refused, not cropped); `concurrency`: model calls at once; `queue`: requests waiting beyond those;
-    `timeout_s`: how long a request may wait for its model call, queueing included."""
+    `timeout_s`: how long a request may wait for its model call, queueing included; `body_timeout_s`:
+    how long the server waits for the next piece of a request body before refusing it."""
 
     max_upload_mb: float = 25.0
     max_audio_seconds: float = 600.0
@@ -46,9 +49,10 @@ class ServeLimits:
     max_k: int = 100
     max_rerank: int = 128
     max_new_tokens: int = 100
+    body_timeout_s: float = 10.0
 
     def __post_init__(self) -> None:
-        for name in ("max_upload_mb", "max_audio_seconds", "timeout_s"):
+        for name in ("max_upload_mb", "max_audio_seconds", "timeout_s", "body_timeout_s"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise ConfigError(f"serve.{name}: expected a positive number, got {value!r}")
@@ -122,11 +126,13 @@ class ModelGate:
 
 
 class BodyLimit:
-    """ASGI middleware: HTTP 413 for request bodies over `max_bytes`."""
+    """ASGI middleware: HTTP 413 for request bodies over `max_bytes`, HTTP 408 when no piece of the body
+    arrives for `idle_timeout_s`."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, idle_timeout_s: float = 10.0) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.idle_timeout_s = idle_timeout_s
 
     def _detail(self) -> str:
         return f"request body: larger than the limit of {self.max_bytes} bytes"
@@ -140,10 +146,20 @@ class BodyLimit:
             await JSONResponse({"detail": self._detail()}, status_code=413)(scope, receive, send)
             return
         received = 0
+        body_done = False
 
         async def counted() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, body_done
+            if body_done:
+                # After the body, receive() waits for the disconnect, which may rightly take long.
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.idle_timeout_s)
+            except asyncio.TimeoutError:
+                raise HTTPException(
+                    408, f"request body: nothing received for {self.idle_timeout_s:g} s; send it whole"
+                ) from None
+            body_done = message["type"] != "http.request" or not message.get("more_body", False)
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
