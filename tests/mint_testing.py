@@ -39,3 +39,25 @@ def tiny_pretrain_overrides(output_dir, steps: int = 4) -> list[str]:
         f"trainer.save_every={steps}",
         "trainer.progress_bar=false",
     ]
+
+
+def save_tiny_model(folder, llm: bool, seed: int):
+    """Save a tiny model (stage 2 with the in-memory `random:t5` LLM when `llm`) whose weights are
+    jittered away from their initial values, so that different clips and texts get clearly
+    different embeddings (fresh weights put every similarity within 1e-3)."""
+    import torch
+
+    from mint.config import load_config
+    from mint.llm.config import LLMConfig
+    from mint.modeling import MintConfig, MintModel
+
+    config = load_config(MintConfig, None, [item.removeprefix("model.") for item in tiny_model_overrides()])
+    if llm:
+        config.llm = LLMConfig(name_or_path="random:t5", max_instruction_length=32, max_response_length=16)
+    torch.manual_seed(seed)
+    model = MintModel.from_config(config)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.requires_grad and parameter.dim() > 1:
+                parameter.add_(torch.randn_like(parameter) * 0.2)
+    return model.save_pretrained(folder)

@@ -8,26 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from mint.config import load_config
+import mint_testing
 from mint.data.synth import SynthSpec, generate_corpus
 from mint.inference import MintPipeline, build_index
-from mint.llm.config import LLMConfig
-from mint.modeling import MintConfig, MintModel
-from mint_testing import tiny_model_overrides
 
 
 def save_tiny_model(folder: Path, llm: bool) -> Path:
-    """A tiny model with jittered weights, so that clips get clearly different embeddings."""
-    config = load_config(MintConfig, None, [item.removeprefix("model.") for item in tiny_model_overrides()])
-    if llm:
-        config.llm = LLMConfig(name_or_path="random:t5", max_instruction_length=32, max_response_length=16)
-    torch.manual_seed(5)
-    model = MintModel.from_config(config)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            if parameter.requires_grad and parameter.dim() > 1:
-                parameter.add_(torch.randn_like(parameter) * 0.2)
-    return model.save_pretrained(folder)
+    return mint_testing.save_tiny_model(folder, llm, seed=5)
 
 
 @pytest.fixture(scope="session", autouse=True)
