@@ -58,9 +58,9 @@ def _stage1_trainer() -> TrainerConfig:
 
 def _stage2_trainer() -> TrainerConfig:
     return TrainerConfig(
-        max_steps=600,
+        max_steps=1500,
         batch_size=32,
-        lr=1e-3,
+        lr=2e-3,
         weight_decay=0.01,
         warmup_steps=30,
         log_every=5,
