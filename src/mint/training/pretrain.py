@@ -15,11 +15,9 @@ from mint.data.pairs import CaptionPairDataset, collate_pairs
 from mint.data.shards import ShardSource
 from mint.data.sources import ClipSource, ManifestSource, SyntheticSource
 from mint.data.synth.corpus import SynthSpec
-from mint.distributed import gather_no_grad, world_info
 from mint.encoders import build_encoder
 from mint.errors import ConfigError
 from mint.modeling import MintModel
-from mint.objectives.generation import IGNORE_INDEX, prepare_generation_inputs
 from mint.training.config import DataConfig, PretrainConfig
 from mint.training.plots import plot_training_curves
 from mint.training.trainer import Trainer, TrainResult
@@ -42,24 +40,6 @@ def build_source(data: DataConfig, sample_rate: int) -> ClipSource:
         max_events=synthetic.max_events,
     )
     return SyntheticSource(spec)
-
-
-def global_token_share(model: MintModel, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> float:
-    """This process's ATG target tokens over the global batch's, times the number of processes.
-
-    ATG is a mean over this process's caption tokens; scaled by this share, the mean over processes
-    (what the logs report and what DDP's averaged gradients follow) is the mean over every token of
-    the global batch, as one process computes it.
-    """
-    world_size = world_info()[1]
-    if world_size == 1:
-        return 1.0
-    _, labels = prepare_generation_inputs(
-        input_ids, attention_mask, model.decoder_start_token_id, model.tokenizer.pad_token_id
-    )
-    local = (labels[:, 1:] != IGNORE_INDEX).sum().reshape(1)
-    total = int(gather_no_grad(local).sum())
-    return float(local) * world_size / max(total, 1)
 
 
 def frontend_for(config: PretrainConfig, sample_rate: int) -> AudioFrontend:
@@ -97,13 +77,10 @@ def run_pretraining(config: PretrainConfig) -> TrainResult:
             weights=config.objectives,
             **audio,
         )
-        weights = config.objectives
-        loss_atg = out.loss_atg * global_token_share(model, input_ids, attention_mask)
-        loss = weights.atc * out.loss_atc + weights.atm * out.loss_atm + weights.atg * loss_atg
-        return loss, {
+        return out.loss, {
             "loss_atc": out.loss_atc,
             "loss_atm": out.loss_atm,
-            "loss_atg": loss_atg,
+            "loss_atg": out.loss_atg,
             "temperature": out.temperature,
         }
 
