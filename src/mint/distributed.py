@@ -90,3 +90,20 @@ def gather_objects(obj: Any) -> list[Any]:
     gathered: list[Any] = [None] * world_size
     dist.all_gather_object(gathered, obj)
     return gathered
+
+
+def global_token_share(local_tokens: torch.Tensor) -> float:
+    """This process's number of loss tokens over the global batch's, times the number of processes.
+
+    A token-mean loss (a caption's or a response's negative log-likelihood) averages over this
+    process's tokens only. Multiplied by this share, its mean over processes (what the logs report,
+    and what DDP's averaged gradients follow) is the mean over every token of the global batch, as
+    one process with the whole batch computes it, however unevenly the tokens are spread. 1.0 with
+    one process. `local_tokens`: a one-element integer tensor on the device the group communicates on.
+    """
+    world_size = world_info()[1]
+    if world_size == 1:
+        return 1.0
+    local = local_tokens.detach().reshape(1)
+    total = int(gather_no_grad(local).sum())
+    return float(local) * world_size / max(total, 1)

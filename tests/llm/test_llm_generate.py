@@ -51,18 +51,24 @@ def test_beam_search_and_sampling_respect_lengths(checkpoints, name):
     assert all(len(text.split()) <= 2 for text in texts)
 
 
-def test_seq2seq_greedy_without_cache_is_identical(checkpoints):
-    adapter = load_tiny(checkpoints["t5"])
+@pytest.mark.parametrize("name", ["t5", "llama", "gpt2"])
+def test_generation_without_cache_is_identical(checkpoints, name):
+    adapter = load_tiny(checkpoints[name])
     prompt = soft_prompt(3, 4, seed=5, scale=2.0)
-    cached = adapter.generate_ids(prompt, INSTRUCTIONS, max_new_tokens=6, min_new_tokens=4)
-    uncached = adapter.generate_ids(prompt, INSTRUCTIONS, max_new_tokens=6, min_new_tokens=4, use_cache=False)
-    assert torch.equal(cached, uncached)
-
-
-def test_decoder_only_refuses_generation_without_cache(checkpoints):
-    adapter = load_tiny(checkpoints["llama"])
-    with pytest.raises(LLMInputError, match="use_cache=False"):
-        adapter.generate(soft_prompt(1, 4), ["what"], use_cache=False)
+    for beams in (1, 3):
+        cached = adapter.generate_ids(
+            prompt, INSTRUCTIONS, max_new_tokens=6, min_new_tokens=4, num_beams=beams
+        )
+        uncached = adapter.generate_ids(
+            prompt, INSTRUCTIONS, max_new_tokens=6, min_new_tokens=4, num_beams=beams, use_cache=False
+        )
+        assert torch.equal(cached, uncached), f"{beams} beams"
+    # The uncached run re-embeds the prompt at every step: it must still follow the greedy reference.
+    uncached = adapter.generate_ids(prompt, INSTRUCTIONS, max_new_tokens=6, min_new_tokens=2, use_cache=False)
+    for row, instruction in enumerate(INSTRUCTIONS):
+        assert until_eos(uncached[row].tolist()) == reference_greedy(
+            adapter, name, prompt[row], instruction, 6, 2
+        )
 
 
 def test_bad_generation_settings(checkpoints):

@@ -40,12 +40,15 @@ class LMBatch:
 @dataclass
 class LMOutput:
     """`loss`: float32 scalar, the mean negative log-likelihood over all response (+ end-of-sequence)
-    tokens of the batch. `logits` and `labels` are the model's raw outputs and the matching labels, in the
-    layout `LMBatch` describes."""
+    tokens of the batch; `tokens`: how many there are (long scalar), what a data-parallel caller needs to
+    turn per-process means into the global batch's (see `mint.distributed.global_token_share`).
+    `logits` and `labels` are the model's raw outputs and the matching labels, in the layout `LMBatch`
+    describes."""
 
     loss: Tensor
     logits: Tensor
     labels: Tensor
+    tokens: Tensor
 
 
 def target_logprobs(logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
@@ -72,8 +75,6 @@ class LLMAdapter(nn.Module, ABC):
     # Where a padded batch gets its padding when nothing else is asked for, in training and in generation.
     training_padding_side = "right"
     generation_padding_side = "right"
-    # Whether `generate_ids(use_cache=False)` can be honoured.
-    generates_without_cache = True
 
     def __init__(self, model: nn.Module, tokenizer: Any, config: LLMConfig) -> None:
         super().__init__()
@@ -205,8 +206,8 @@ class LLMAdapter(nn.Module, ABC):
         batch = self.build_batch(soft_prompt, instructions, responses)
         logits, aligned, targets = self._predict(batch)
         picked, mask = target_logprobs(aligned, targets)
-        loss = -picked.sum() / mask.sum()
-        return LMOutput(loss=loss, logits=logits, labels=batch.labels)
+        tokens = mask.sum()
+        return LMOutput(loss=-picked.sum() / tokens, logits=logits, labels=batch.labels, tokens=tokens)
 
     # ----- generation -----
 
@@ -230,12 +231,6 @@ class LLMAdapter(nn.Module, ABC):
         every LLM.
         """
         self._check(soft_prompt, instructions, None)
-        if not use_cache and not self.generates_without_cache:
-            # transformers tells the prompt step from later steps through the cache when a decoder-only
-            # prompt is given as embeddings, and turns the cache back on; refuse rather than ignore the flag.
-            raise LLMInputError(
-                "use_cache=False: decoder-only LLMs generate from a soft prompt only with the KV cache"
-            )
         if max_new_tokens < 1 or not 0 <= min_new_tokens <= max_new_tokens:
             raise LLMInputError(
                 f"max_new_tokens/min_new_tokens: expected 0 <= min ({min_new_tokens}) <= max ({max_new_tokens}), max >= 1"
@@ -263,14 +258,8 @@ class LLMAdapter(nn.Module, ABC):
         if do_sample:
             settings.update(temperature=temperature, top_p=top_p, top_k=0)
         settings.update(self._generation_extras())
-        batch = self.build_batch(soft_prompt, instructions, None, padding_side=self.generation_padding_side)
         with torch.no_grad():
-            sequences = self.model.generate(
-                inputs_embeds=batch.inputs_embeds,
-                attention_mask=batch.attention_mask,
-                generation_config=GenerationConfig(**settings),
-            )
-        return self._strip_generated(sequences)
+            return self._generate(soft_prompt, instructions, GenerationConfig(**settings))
 
     def generate(
         self,
@@ -312,8 +301,9 @@ class LLMAdapter(nn.Module, ABC):
     def _generation_extras(self) -> dict:
         return {}
 
-    def _strip_generated(self, sequences: Tensor) -> Tensor:
-        return sequences
+    @abstractmethod
+    def _generate(self, soft_prompt: Tensor, instructions: Sequence[str], generation_config: Any) -> Tensor:
+        """Run `generate` of the transformers model; the new token ids only, [B, T]."""
 
     # ----- rank classification -----
 

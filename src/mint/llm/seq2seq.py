@@ -94,5 +94,12 @@ class Seq2SeqAdapter(LLMAdapter):
     def _generation_extras(self) -> dict:
         return {"decoder_start_token_id": self.decoder_start_token_id}
 
-    def _strip_generated(self, sequences: Tensor) -> Tensor:
+    def _generate(self, soft_prompt: Tensor, instructions: Sequence[str], generation_config: Any) -> Tensor:
+        batch = self.build_batch(soft_prompt, instructions, None, padding_side=self.generation_padding_side)
+        sequences = self.model.generate(
+            inputs_embeds=batch.inputs_embeds,
+            attention_mask=batch.attention_mask,
+            generation_config=generation_config,
+        )
+        # The decoder start token opens every row.
         return sequences[:, 1:]

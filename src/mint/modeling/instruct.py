@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from mint.bridge import AttentionMode
+from mint.distributed import global_token_share
 from mint.errors import ConfigError, MintError
 from mint.llm import LLMAdapter
 from mint.modeling.outputs import AudioFeatures
@@ -73,9 +74,13 @@ def soft_prompt(model: MintModel, audio: AudioFeatures, instructions: Sequence[s
 def instruct_loss(
     model: MintModel, audio: AudioFeatures, instructions: Sequence[str], responses: Sequence[str]
 ) -> Tensor:
+    """The LLM's mean negative log-likelihood of the response tokens. Under data parallelism it is scaled
+    by this process's share of the global batch's response tokens, so that the mean over processes (and
+    DDP's averaged gradient) is that of one process holding the whole batch, whatever the lengths."""
     llm = require_llm(model)
     responses = check_texts("responses", responses, audio.features.shape[0])
-    return llm(soft_prompt(model, audio, instructions), list(instructions), responses).loss
+    out = llm(soft_prompt(model, audio, instructions), list(instructions), responses)
+    return out.loss * global_token_share(out.tokens)
 
 
 def generate(

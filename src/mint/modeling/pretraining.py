@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
-from mint.distributed import gather_no_grad, gather_with_grad, world_info
+from mint.distributed import gather_no_grad, gather_with_grad, global_token_share, world_info
 from mint.modeling.outputs import AudioFeatures, Stage1Output
 from mint.objectives.contrastive import ContrastiveLoss
 from mint.objectives.generation import IGNORE_INDEX, generation_loss, prepare_generation_inputs
@@ -38,20 +38,6 @@ def gather_padded(features: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Ten
         features = F.pad(features, (0, 0, 0, pad))
         mask = F.pad(mask, (0, pad), value=False)
     return gather_with_grad(features), gather_no_grad(mask)
-
-
-def global_token_share(labels: torch.Tensor, world_size: int) -> float:
-    """This process's ATG target tokens over the global batch's, times the number of processes.
-
-    ATG is a mean over this process's caption tokens; scaled by this share, the mean over processes
-    (what the logs report and what DDP's averaged gradients follow) is the mean over every token of
-    the global batch, as one process computes it.
-    """
-    if world_size == 1:
-        return 1.0
-    local = (labels[:, 1:] != IGNORE_INDEX).sum().reshape(1)
-    total = int(gather_no_grad(local).sum())
-    return float(local) * world_size / max(total, 1)
 
 
 def stage1_losses(
@@ -123,7 +109,8 @@ def stage1_losses(
         input_ids, attention_mask, model.decoder_start_token_id, model.tokenizer.pad_token_id
     )
     generation = generation_loss(model.generation_logits(audio, dec_ids, attention_mask), lm_labels)
-    generation = generation * global_token_share(lm_labels, world_size)
+    # A mean over the global batch's caption tokens, not this process's (see global_token_share).
+    generation = generation * global_token_share((lm_labels[:, 1:] != IGNORE_INDEX).sum())
 
     total = weights.atc * contrastive.loss + weights.atm * match + weights.atg * generation
     return Stage1Output(total, contrastive.loss, match, generation, temperature.detach())

@@ -1,0 +1,124 @@
+"""Stage 2 under data parallelism: two CPU processes (gloo, DistributedDataParallel) with half of a batch
+each give the loss, the gradients and the updated weights of one process with the whole batch.
+
+The halves hold responses of very different lengths, so the two processes average their loss over
+different numbers of response tokens; only a loss normalised by the global token count makes DDP's
+averaged gradient equal the single-process one.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch.nn.parallel import DistributedDataParallel
+
+from mint.config import load_config
+from mint.llm.config import LLMConfig
+from mint.modeling import MintConfig, MintModel
+from mint_testing import tiny_model_overrides
+
+WORLD = 2
+LLMS = ("t5", "llama")
+FRAMES = 12
+LR = 0.5
+INSTRUCTIONS = ["describe the sound", "what is making this sound?", "caption this clip", "what do you hear?"]
+# Rank 0 gets the first two (one or two tokens each), rank 1 the last two (a dozen each).
+RESPONSES = [
+    "rain",
+    "a dog",
+    "a loud siren wails far away while an engine roars and a car horn honks",
+    "birds sing near the water as wind blows through the tall trees at night",
+]
+
+
+def _model(llm: str) -> MintModel:
+    config = load_config(MintConfig, None, [item.removeprefix("model.") for item in tiny_model_overrides()])
+    config.llm = LLMConfig(name_or_path=f"random:{llm}", max_instruction_length=16, max_response_length=16)
+    torch.manual_seed(0)
+    model = MintModel.from_config(config)
+    model.freeze_stage2_idle_parameters()
+    return model.train()
+
+
+def _features(model: MintModel) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(1)
+    return torch.randn(len(RESPONSES), FRAMES, model.encoder.hidden_size, generator=generator)
+
+
+def _one_step(llm: str, rows: slice, wrap: bool) -> dict:
+    """Loss, gradients and updated trainable weights after one SGD step on `rows` of the batch."""
+    model = _model(llm)
+    features = _features(model)[rows]
+    trained = DistributedDataParallel(model) if wrap else model
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=LR)
+    loss = trained(
+        features=features,
+        feature_mask=torch.ones(features.shape[:2], dtype=torch.bool),
+        instructions=INSTRUCTIONS[rows],
+        responses=RESPONSES[rows],
+    ).loss
+    loss.backward()
+    grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.requires_grad}
+    optimizer.step()
+    weights = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+    return {"loss": loss.detach(), "grads": grads, "weights": weights}
+
+
+def _worker(rank: int, init_file: str, out_dir: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD, timeout=timedelta(seconds=60)
+    )
+    try:
+        half = len(RESPONSES) // WORLD
+        rows = slice(rank * half, (rank + 1) * half)
+        torch.save({llm: _one_step(llm, rows, wrap=True) for llm in LLMS}, Path(out_dir) / f"rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def _run_two_processes(tmp_path: Path) -> list[dict]:
+    context = mp.start_processes(
+        _worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=WORLD, join=False, start_method="spawn"
+    )
+    deadline = time.monotonic() + 120
+    while not context.join(timeout=1):
+        if time.monotonic() > deadline:
+            for process in context.processes:
+                process.kill()
+            pytest.fail("two-process gloo run did not finish within 120 s")
+    return [torch.load(tmp_path / f"rank{rank}.pt") for rank in range(WORLD)]
+
+
+def _response_tokens(llm: str, rows: slice) -> int:
+    adapter = _model(llm).llm
+    return sum(len(ids) for ids in adapter._response_ids(RESPONSES[rows]))
+
+
+def test_two_processes_give_the_loss_gradients_and_step_of_one(tmp_path: Path) -> None:
+    ranks = _run_two_processes(tmp_path)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for llm in LLMS:
+            # The premise: the halves carry clearly different numbers of response tokens.
+            assert _response_tokens(llm, slice(2, 4)) >= 4 * _response_tokens(llm, slice(0, 2))
+            whole = _one_step(llm, slice(None), wrap=False)
+            per_rank = [result[llm] for result in ranks]
+            # What the trainer logs: the mean of the processes' losses.
+            torch.testing.assert_close(sum(r["loss"] for r in per_rank) / WORLD, whole["loss"])
+            for result in per_rank:
+                assert result["grads"].keys() == whole["grads"].keys()
+                for name, grad in whole["grads"].items():
+                    assert grad.abs().sum() > 0, f"{llm}: {name} gets no gradient"
+                    torch.testing.assert_close(result["grads"][name], grad, msg=f"{llm} grad {name}")
+                for name, weight in whole["weights"].items():
+                    torch.testing.assert_close(result["weights"][name], weight, msg=f"{llm} weight {name}")
+    finally:
+        torch.set_num_threads(threads)
