@@ -15,6 +15,7 @@ import random
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +31,7 @@ logger = logging.getLogger(__name__)
 _STEP_DIR = re.compile(r"^step-(\d{9})$")
 
 
-def _optimizer_to_files(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
-    state = optimizer.state_dict()
+def _optimizer_to_files(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
     tensors: dict[str, torch.Tensor] = {}
     scalars: dict[str, dict[str, Any]] = {}
     for param_id, param_state in state["state"].items():
@@ -85,19 +85,24 @@ def save_checkpoint(
     root: str | os.PathLike,
     step: int,
     weights: dict[str, torch.Tensor],
-    optimizer: torch.optim.Optimizer,
+    optimizer: torch.optim.Optimizer | dict,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     trainer_state: dict,
     keep_last: int,
 ) -> Path:
-    """Write checkpoint `step` under `root` and keep only the newest `keep_last`."""
+    """Write checkpoint `step` under `root` and keep only the newest `keep_last`.
+
+    `optimizer` is the optimizer or, when its state is sharded, the whole-tensor `state_dict()` it
+    would have unsharded (`mint.training.fsdp.full_optimizer_state`): the files are the same.
+    """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{step:09d}"
     partial = Path(tempfile.mkdtemp(prefix=".partial-", dir=root))
     try:
         save_file(weights, str(partial / "model.safetensors"))
-        optimizer_tensors, optimizer_meta = _optimizer_to_files(optimizer)
+        optimizer_state = optimizer if isinstance(optimizer, dict) else optimizer.state_dict()
+        optimizer_tensors, optimizer_meta = _optimizer_to_files(optimizer_state)
         save_file(optimizer_tensors, str(partial / "optimizer.safetensors"))
         rng_tensors, rng_meta = _rng_state()
         save_file(rng_tensors, str(partial / "rng.safetensors"))
@@ -160,14 +165,22 @@ def load_checkpoint(
     path: str | os.PathLike,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
+    shard_optimizer_state: Callable[[dict], dict] | None = None,
 ) -> tuple[dict[str, torch.Tensor], dict]:
-    """Restore optimizer, scheduler and RNG states; return the weights and the saved trainer state."""
+    """Restore optimizer, scheduler and RNG states; return the weights and the saved trainer state.
+
+    `shard_optimizer_state` turns the saved whole-tensor optimizer state into what a sharded
+    optimizer loads (`mint.training.fsdp.shard_optimizer_state`).
+    """
     path = Path(path)
     verify_digests(path)
     state = json.loads((path / "trainer_state.json").read_text())
-    optimizer.load_state_dict(
-        _optimizer_from_files(load_file(str(path / "optimizer.safetensors")), state["optimizer"])
+    optimizer_state = _optimizer_from_files(
+        load_file(str(path / "optimizer.safetensors")), state["optimizer"]
     )
+    if shard_optimizer_state is not None:
+        optimizer_state = shard_optimizer_state(optimizer_state)
+    optimizer.load_state_dict(optimizer_state)
     scheduler.load_state_dict(state["scheduler"])
     _restore_rng(load_file(str(path / "rng.safetensors")), state["rng"])
     weights = load_file(str(path / "model.safetensors"))

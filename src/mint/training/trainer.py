@@ -1,6 +1,7 @@
 """The training loop, shared by both stages: accelerate for devices, precision and processes.
 
-Runs as one plain process (no process group needed) and under `accelerate launch` / `torchrun`.
+Runs as one plain process (no process group needed) and under `accelerate launch` / `torchrun`,
+data-parallel (DDP) or fully sharded (FSDP, `mint.training.fsdp`).
 The data position is the step number (see `mint.data.sampler`), so a run stopped and resumed from
 a checkpoint logs exactly the losses of an uninterrupted run.
 """
@@ -12,7 +13,8 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +29,7 @@ from mint.data.sampler import StepBatchSampler
 from mint.distributed import world_info
 from mint.errors import MintError
 from mint.storage import atomic_write_text
+from mint.training import fsdp
 from mint.training.checkpoint import latest_valid_checkpoint, load_checkpoint, save_checkpoint
 from mint.training.config import TrainerConfig
 from mint.training.optim import parameter_groups, warmup_cosine
@@ -70,17 +73,18 @@ def build_accelerator(precision: str) -> Accelerator:
 
     Under `torchrun` on a machine without a GPU, accelerate starts the process group but reports
     one process unless told it runs on CPU; every rank would then train on the whole global batch.
+    FSDP is the trainer's own (`mint.training.fsdp`), whatever accelerate's distributed type.
     """
     multi_process = int(os.environ.get("WORLD_SIZE", "1")) > 1
     accelerator = Accelerator(
         mixed_precision="bf16" if precision == "bf16" else "no",
         cpu=multi_process and not _has_accelerator_device(),
     )
-    if accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
-        # Checkpoints hold rank 0's model and optimizer state, which sharding would cut to a slice.
+    if accelerator.distributed_type == DistributedType.DEEPSPEED:
+        # Checkpoints hold the whole trainable and optimizer state; ZeRO's partitioned state is not gathered.
         raise MintError(
-            f"{accelerator.distributed_type.value}: not supported by the trainer, whose checkpoints need the "
-            "full trainable and optimizer state on rank 0; use DDP (configs/accelerate/ddp.yaml)"
+            "DEEPSPEED: not supported by the trainer, whose checkpoints need the whole trainable and optimizer "
+            "state; use FSDP (configs/accelerate/fsdp.yaml) to shard a large frozen LLM, or DDP"
         )
     if accelerator.num_processes != world_info()[1]:
         raise MintError(
@@ -108,7 +112,11 @@ class Trainer:
         self.loss_fn = loss_fn
         self.trainable_state = trainable_state
         self.accelerator = build_accelerator(config.precision)
+        self.sharded = fsdp.fsdp_requested()
         self.model = model
+        # What a checkpoint holds, named before sharding: afterwards the entries are gathered by name.
+        self._saved_names = list(trainable_state(model)) if self.sharded else []
+        self._whole_parameters = fsdp.shard_model(model, self.accelerator.device) if self.sharded else []
         self.optimizer = torch.optim.AdamW(
             parameter_groups(model, config.weight_decay), lr=config.lr, betas=config.betas
         )
@@ -128,8 +136,12 @@ class Trainer:
                 "resume requested but no checkpoint under %s: starting from step 0", self.checkpoint_dir
             )
             return 0, 0
-        weights, state = load_checkpoint(path, self.optimizer, self.scheduler)
-        unexpected = self.model.load_state_dict(weights, strict=False).unexpected_keys
+        shard = (lambda state: fsdp.shard_optimizer_state(self.optimizer, state)) if self.sharded else None
+        weights, state = load_checkpoint(path, self.optimizer, self.scheduler, shard)
+        if self.sharded:
+            unexpected = fsdp.load_full_weights(self.model, weights)
+        else:
+            unexpected = self.model.load_state_dict(weights, strict=False).unexpected_keys
         if unexpected:
             raise MintError(f"{path}: checkpoint has weights the model does not: {unexpected[:5]}")
         logger.info("resumed from %s (step %d)", path, state["step"])
@@ -178,7 +190,10 @@ class Trainer:
             num_workers=config.num_workers,
             generator=torch.Generator().manual_seed(config.seed),
         )
-        model, optimizer = accelerator.prepare(self.model, self.optimizer)
+        if self.sharded:
+            model, optimizer = self.model, self.optimizer
+        else:
+            model, optimizer = accelerator.prepare(self.model, self.optimizer)
         model.train()
 
         metrics_path = self._metrics_log(start_step) if accelerator.is_main_process else None
@@ -199,19 +214,20 @@ class Trainer:
                 if is_last_micro:
                     loss, logs = self.loss_fn(model, _move(batch, accelerator.device), generator)
                 else:
-                    with accelerator.no_sync(model):
+                    with self._no_sync(model):
                         loss, logs = self.loss_fn(model, _move(batch, accelerator.device), generator)
             scaled = loss / config.grad_accum_steps
             if is_last_micro:
                 accelerator.backward(scaled)
             else:
-                with accelerator.no_sync(model):
+                with self._no_sync(model):
                     accelerator.backward(scaled)
             for name, value in {"loss": loss, **logs}.items():
                 sums[name] = sums.get(name, 0.0) + float(value.detach()) / config.grad_accum_steps
             micro += 1
             if not is_last_micro:
                 continue
+            fsdp.average_gradients(self._whole_parameters)
 
             finite = torch.tensor([float(math.isfinite(sums["loss"]))], device=accelerator.device)
             if accelerator.reduce(finite, reduction="min").item() < 1:
@@ -262,18 +278,41 @@ class Trainer:
         progress.close()
         if writer is not None:
             writer.close()
+        if self.sharded:
+            # The caller saves the model on rank 0 alone; gathering needs every rank, so it happens here.
+            fsdp.gather_into_model(self.model, self._saved_names)
         result.final_step = step
         return result
+
+    @contextmanager
+    def _no_sync(self, model: nn.Module) -> Iterator[None]:
+        context = fsdp.no_gradient_sync(model) if self.sharded else self.accelerator.no_sync(model)
+        with context:
+            yield
+
+    def _checkpoint_state(self) -> tuple[dict[str, torch.Tensor], torch.optim.Optimizer | dict] | None:
+        """The trainable weights and the optimizer (or its whole-tensor state) rank 0 writes; None elsewhere."""
+        is_main = self.accelerator.is_main_process
+        if self.sharded:
+            # Every rank takes part in gathering the whole tensors.
+            weights = fsdp.full_tensors(self.model.state_dict(), self._saved_names)
+            optimizer = fsdp.full_optimizer_state(self.optimizer)
+            return (weights, optimizer) if is_main else None
+        if not is_main:
+            return None
+        return self.trainable_state(self.accelerator.unwrap_model(self.model)), self.optimizer
 
     def _save(self, step: int, skipped: int) -> None:
         accelerator = self.accelerator
         accelerator.wait_for_everyone()
-        if accelerator.is_main_process:
+        state = self._checkpoint_state()
+        if state is not None:
+            weights, optimizer = state
             save_checkpoint(
                 self.checkpoint_dir,
                 step,
-                self.trainable_state(accelerator.unwrap_model(self.model)),
-                self.optimizer,
+                weights,
+                optimizer,
                 self.scheduler,
                 {"skipped_nonfinite": skipped},
                 self.config.keep_last,
