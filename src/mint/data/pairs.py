@@ -1,8 +1,15 @@
-"""Stage-1 (audio, caption) pairs: a dataset indexed by (epoch, clip index) and its collate function."""
+"""Stage-1 (audio, caption) pairs: a dataset indexed by (epoch, clip index) and its collate function.
+
+A classification set has labels but no captions; with `caption_templates` such a clip's captions are
+its labels written into each template ("the sound of a {label}" -> "the sound of a dog bark"), with
+the label text that zero-shot classification puts into its prompts (`label_text`), so training and
+evaluation see the same words.
+"""
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -10,9 +17,34 @@ from torch.utils.data import Dataset
 
 from mint.audio.frontend import AudioFrontend, pad_batch
 from mint.data.feature_cache import FeatureCache
-from mint.data.sources import ClipSource
-from mint.errors import DataError
+from mint.data.sources import Clip, ClipSource
+from mint.errors import ConfigError, DataError
 from mint.objectives.matching import caption_key
+
+LABEL_SLOT = "{label}"
+
+
+def label_text(label: str) -> str:
+    """The natural text of a label name: underscores become spaces, white space collapses, and words are
+    lower-cased except all-capital ones (acronyms): "Dog bark" -> "dog bark", "TV" stays "TV"."""
+    words = label.replace("_", " ").split()
+    return " ".join(word if len(word) > 1 and word.isupper() else word.lower() for word in words)
+
+
+def check_templates(templates: Sequence[str], where: str) -> list[str]:
+    """`templates` as a list, or ConfigError naming `where` when it is empty or one lacks `{label}`."""
+    if isinstance(templates, str) or not templates:
+        raise ConfigError(f"{where}: expected a non-empty list of templates, each containing {LABEL_SLOT}")
+    for index, template in enumerate(templates):
+        if not isinstance(template, str) or LABEL_SLOT not in template:
+            raise ConfigError(f"{where}[{index}]: template {template!r} lacks the {LABEL_SLOT} slot")
+    return list(templates)
+
+
+def label_captions(labels: Sequence[str], templates: Sequence[str]) -> list[str]:
+    """Every label written into every template, label by label, without repeats."""
+    texts = (template.replace(LABEL_SLOT, label_text(label)) for label in labels for template in templates)
+    return list(dict.fromkeys(texts))
 
 
 def clip_key(clip_id: str) -> int:
@@ -24,7 +56,8 @@ class CaptionPairDataset(Dataset):
     """One item per (epoch, index): the clip's audio (or cached features) and one of its captions.
 
     The caption choice and the training crop come from a generator seeded by (seed, epoch, index),
-    so an item is the same in any worker, process or resumed run.
+    so an item is the same in any worker, process or resumed run. With `caption_templates`, a clip
+    without captions is described by its labels through the templates (see the module docstring).
     """
 
     def __init__(
@@ -34,12 +67,16 @@ class CaptionPairDataset(Dataset):
         seed: int,
         train: bool = True,
         cache: FeatureCache | None = None,
+        caption_templates: Sequence[str] | None = None,
     ) -> None:
         self.source = source
         self.frontend = frontend
         self.seed = seed
         self.train = train
         self.cache = cache
+        self.caption_templates = (
+            None if caption_templates is None else check_templates(caption_templates, "caption_templates")
+        )
 
     def __len__(self) -> int:
         return len(self.source)
@@ -53,10 +90,23 @@ class CaptionPairDataset(Dataset):
         else:
             clip, waveform = self.source.load(index, self.frontend, rng if self.train else None)
             audio = {"waveform": waveform}
-        if not clip.captions:
-            raise DataError(f"clip {clip.id!r}: has no captions; stage-1 training needs at least one")
-        caption = clip.captions[int(rng.integers(len(clip.captions)))] if self.train else clip.captions[0]
+        captions = self._captions(clip)
+        caption = captions[int(rng.integers(len(captions)))] if self.train else captions[0]
         return {**audio, "caption": caption, "audio_key": clip_key(clip.id), "text_key": caption_key(caption)}
+
+    def _captions(self, clip: Clip) -> list[str]:
+        if clip.captions:
+            return clip.captions
+        if self.caption_templates is None:
+            raise DataError(
+                f"clip {clip.id!r}: has no captions; stage-1 training needs at least one "
+                "(or set data.caption_templates to describe labelled clips by their labels)"
+            )
+        if not clip.labels:
+            raise DataError(
+                f"clip {clip.id!r}: has neither captions nor labels; stage-1 training needs one or the other"
+            )
+        return label_captions(clip.labels, self.caption_templates)
 
 
 def collate_pairs(items: list[dict]) -> dict:

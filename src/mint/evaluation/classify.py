@@ -8,9 +8,10 @@
   highest log-likelihood as the LLM's answer to a fixed classification instruction (`model.score`), so
   no free text is ever matched against label names.
 
-Label names are turned into the text used in prompts and as LLM answers by `label_text`: underscores
-become spaces, runs of white space collapse, and words are lower-cased except all-capital ones
-(acronyms), so "Dog bark" -> "dog bark", "chirping_birds" -> "chirping birds", "TV" stays "TV".
+Label names are turned into the text used in prompts and as LLM answers by `label_text` (shared with
+the label captions of stage-1 training, `mint.data.pairs`): underscores become spaces, runs of white
+space collapse, and words are lower-cased except all-capital ones (acronyms), so "Dog bark" ->
+"dog bark", "chirping_birds" -> "chirping birds", "TV" stays "TV".
 
 Labels are the sorted set of labels in the manifest, or a given list; clips without a label in the
 list are skipped and reported. A manifest with any multi-label clip is scored as multi-label: mAP
@@ -30,6 +31,7 @@ import torch.nn.functional as F
 
 from mint.data.instructions import TEMPLATES
 from mint.data.manifest import ManifestRecord
+from mint.data.pairs import LABEL_SLOT, label_text
 from mint.errors import ConfigError, DataError
 from mint.evaluation.embed import (
     AudioStream,
@@ -56,7 +58,6 @@ from mint.modeling import MintModel
 from mint.objectives.contrastive import audio_text_similarity
 
 METHODS = ("atc", "generative")
-LABEL_SLOT = "{label}"
 DEFAULT_TEMPLATES = (
     "the sound of a {label}",
     "a recording of {label}",
@@ -71,12 +72,6 @@ DEFAULT_INSTRUCTION = TEMPLATES["classify"][0]
 CONFUSION_PNG = "confusion_matrix.png"
 PREDICTIONS_NAME = "predictions.jsonl"
 TOP_PREDICTIONS = 5
-
-
-def label_text(label: str) -> str:
-    """The natural text of a label name, as used in prompts (see the module docstring)."""
-    words = label.replace("_", " ").split()
-    return " ".join(word if len(word) > 1 and word.isupper() else word.lower() for word in words)
 
 
 def _lines(path: str | os.PathLike, what: str) -> list[str]:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from mint.data.instructions import TaskWeights
+from mint.data.pairs import check_templates
 from mint.errors import ConfigError
 from mint.modeling.config import MintConfig
 from mint.modeling.pretraining import ObjectiveWeights
@@ -74,6 +75,9 @@ class DataConfig:
     synthetic: SyntheticDataConfig = field(default_factory=SyntheticDataConfig)
     feature_cache: str | None = None  # directory written by `mint cache-features`
     use_feature_cache: bool = False
+    # Captions for clips that have labels but none: each label in each template ("the sound of a {label}").
+    # None: such clips are an error (a caption set is expected).
+    caption_templates: list[str] | None = None
 
     def __post_init__(self) -> None:
         if self.source == "manifest" and not self.manifest:
@@ -82,6 +86,8 @@ class DataConfig:
             raise ConfigError("data.shards: required when data.source is 'shards'")
         if self.use_feature_cache and not self.feature_cache:
             raise ConfigError("data.feature_cache: required when data.use_feature_cache is true")
+        if self.caption_templates is not None:
+            check_templates(self.caption_templates, "data.caption_templates")
 
 
 @dataclass

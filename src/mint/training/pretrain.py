@@ -59,7 +59,14 @@ def run_pretraining(config: PretrainConfig) -> TrainResult:
     cache = None
     if config.data.use_feature_cache:
         cache = FeatureCache(config.data.feature_cache, model.encoder.identity(), frontend.config)
-    dataset = CaptionPairDataset(source, frontend, seed=config.trainer.seed, train=True, cache=cache)
+    dataset = CaptionPairDataset(
+        source,
+        frontend,
+        seed=config.trainer.seed,
+        train=True,
+        cache=cache,
+        caption_templates=config.data.caption_templates,
+    )
 
     def loss_fn(wrapped: nn.Module, batch: dict, generator: torch.Generator):
         input_ids, attention_mask = model.tokenize(batch["captions"], device=batch["audio_keys"].device)
