@@ -1,4 +1,5 @@
-"""What `mint demo` does, in one typed config (defaults here; `configs/demo.yaml` mirrors them)."""
+"""What `mint demo` does, in one typed config: the defaults live here; `mint demo --config FILE` and dotted
+overrides change them, and each run writes the resolved config to `demo-config.yaml`."""
 
 from __future__ import annotations
 

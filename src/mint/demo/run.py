@@ -11,11 +11,10 @@ import time
 from pathlib import Path
 
 from mint.config import save_config
-from mint.data.instructions import TEMPLATES
-from mint.data.manifest import read_manifest
 from mint.data.synth.corpus import SynthSpec, generate_corpus, single_event_spec
 from mint.demo.config import DemoConfig
 from mint.demo.evaluate import evaluate_demo
+from mint.demo.llm_corpus import context_documents, corpus_texts
 from mint.demo.report import write_report
 from mint.demo.standin_llm import build_word_tokenizer, train_standin_llm
 from mint.llm.config import LLMConfig
@@ -48,17 +47,6 @@ def _corpus(config: DemoConfig, root: Path) -> dict[str, Path]:
         "test": root / "scenes" / "test.jsonl",
         "single": root / "single-event" / "test.jsonl",
     }
-
-
-def corpus_texts(train_manifest: Path) -> list[str]:
-    """Every text the models meet: captions, labels, questions with their answers, instructions."""
-    texts: list[str] = []
-    for record in read_manifest(train_manifest):
-        texts += record.captions + record.labels
-        texts += [f"{pair.question} {pair.answer}" for pair in record.qa]
-    for templates in TEMPLATES.values():
-        texts += [template.replace("{question}", "").replace("{options}", "") for template in templates]
-    return texts
 
 
 def _model_config(config: DemoConfig, tokenizer: Path, llm: str | None) -> MintConfig:
@@ -113,7 +101,8 @@ def run_demo(config: DemoConfig, progress: bool = True) -> dict:
     if llm is None:
         llm = str(out / "standin-llm")
         if not (Path(llm) / "config.json").is_file():
-            train_standin_llm(texts, llm, config.standin_llm, progress=progress)
+            documents = texts + context_documents(manifests["train"], config.seed)
+            train_standin_llm(documents, llm, config.standin_llm, progress=progress)
     timed("llm", start)
 
     start = time.perf_counter()

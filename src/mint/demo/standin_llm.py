@@ -1,8 +1,9 @@
 """A stand-in frozen LLM for the offline demo: a small causal LM trained on the corpus's own text.
 
 No pretrained LLM can be downloaded in the demo's setting, so we pre-train a tiny GPT-2 on the
-text the corpus uses (captions, questions, answers, instructions), save it like any Hugging Face
-checkpoint, and from then on treat it exactly as a real frozen LLM. `--llm PATH_OR_ID` replaces it.
+text the corpus uses (captions, questions, answers, instructions, and the documents of
+`mint.demo.llm_corpus`), save it like any Hugging Face checkpoint, and from then on treat it exactly
+as a real frozen LLM. `--llm PATH_OR_ID` replaces it.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class StandinLLMConfig:
     num_layers: int = 2
     num_heads: int = 4
     max_positions: int = 160
-    steps: int = 400
+    steps: int = 2500
     batch_size: int = 64
     lr: float = 3e-3
     seed: int = 0
@@ -99,10 +100,16 @@ def train_standin_llm(
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=config.lr, total_steps=config.steps, pct_start=0.1
     )
+    # A batch is a random window over the texts sorted by length, so rows of a batch have similar lengths:
+    # the texts run from two-word labels to 60-token documents, and random batches were mostly padding.
     order = random.Random(config.seed)
+    order.shuffle(encoded)
+    encoded.sort(key=len)
+    size = min(config.batch_size, len(encoded))
     model.train()
     for _ in tqdm(range(config.steps), desc="stand-in LLM", disable=not progress):
-        rows = order.sample(encoded, min(config.batch_size, len(encoded)))
+        start = order.randrange(len(encoded) - size + 1)
+        rows = encoded[start : start + size]
         longest = max(len(row) for row in rows)
         ids = torch.full((len(rows), longest), tokenizer.pad_token_id)
         labels = torch.full((len(rows), longest), -100)

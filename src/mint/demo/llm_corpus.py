@@ -1,0 +1,47 @@
+"""What the demo's stand-in LLM reads: the training corpus's texts, and short documents in which a clip's
+caption comes before an instruction about the same clip and its answer.
+
+A pretrained LLM has read plenty of text whose later sentences depend on earlier ones, which is what
+lets a soft prompt stand in for a description of the audio. The stand-in gets the same habit from
+documents `<caption> <instruction> <response>`: one of the clip's captions, then a stage-2 instruction
+about that clip (a caption request, one of its questions, a tagging request) and its answer. In stage 2
+the soft prompt takes the caption's place. Only training clips are read; held-out text never is.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+
+from mint.data.instructions import TEMPLATES
+from mint.data.manifest import read_manifest
+
+
+def corpus_texts(train_manifest: str | os.PathLike) -> list[str]:
+    """Every text the models meet: captions, labels, questions with their answers, instructions."""
+    texts: list[str] = []
+    for record in read_manifest(train_manifest):
+        texts += record.captions + record.labels
+        texts += [f"{pair.question} {pair.answer}" for pair in record.qa]
+    for templates in TEMPLATES.values():
+        texts += [template.replace("{question}", "").replace("{options}", "") for template in templates]
+    return texts
+
+
+def context_documents(train_manifest: str | os.PathLike, seed: int) -> list[str]:
+    """Per training clip: one document per question, one per caption and one tagging document, each
+    opened by a caption of the clip drawn with `random.Random(seed)`."""
+    rng = random.Random(seed)
+    documents: list[str] = []
+    for record in read_manifest(train_manifest):
+        if not record.captions:
+            continue
+        for pair in record.qa:
+            question = rng.choice(TEMPLATES["qa"]).format(question=pair.question)
+            documents.append(f"{rng.choice(record.captions)} {question} {pair.answer}")
+        for caption in record.captions:
+            documents.append(f"{rng.choice(record.captions)} {rng.choice(TEMPLATES['caption'])} {caption}")
+        if record.labels:
+            tagging = rng.choice(TEMPLATES["tagging"])
+            documents.append(f"{rng.choice(record.captions)} {tagging} {', '.join(record.labels)}")
+    return documents
