@@ -30,6 +30,7 @@ BERT_SPECIAL_TOKENS = {
     "sep_token": "[SEP]",
     "mask_token": "[MASK]",
 }
+POOL_BATCHES = 16  # batches per length-sorted pool of training texts
 
 
 @dataclass
@@ -38,7 +39,7 @@ class StandinLLMConfig:
     num_layers: int = 2
     num_heads: int = 4
     max_positions: int = 160
-    steps: int = 2500
+    steps: int = 3000
     batch_size: int = 64
     lr: float = 3e-3
     seed: int = 0
@@ -100,16 +101,19 @@ def train_standin_llm(
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=config.lr, total_steps=config.steps, pct_start=0.1
     )
-    # A batch is a random window over the texts sorted by length, so rows of a batch have similar lengths:
-    # the texts run from two-word labels to 60-token documents, and random batches were mostly padding.
+    # Batches come from a random pool of POOL_BATCHES batches' worth of texts, sorted by length: the rows
+    # of a batch have similar lengths (the texts run from two-word labels to 60-token documents, and
+    # random batches were mostly padding) while each batch still mixes texts from the whole corpus.
     order = random.Random(config.seed)
-    order.shuffle(encoded)
-    encoded.sort(key=len)
     size = min(config.batch_size, len(encoded))
+    batches: list[list[list[int]]] = []
     model.train()
     for _ in tqdm(range(config.steps), desc="stand-in LLM", disable=not progress):
-        start = order.randrange(len(encoded) - size + 1)
-        rows = encoded[start : start + size]
+        if not batches:
+            pool = sorted(order.sample(encoded, min(len(encoded), size * POOL_BATCHES)), key=len)
+            batches = [pool[start : start + size] for start in range(0, len(pool) - size + 1, size)]
+            order.shuffle(batches)
+        rows = batches.pop()
         longest = max(len(row) for row in rows)
         ids = torch.full((len(rows), longest), tokenizer.pad_token_id)
         labels = torch.full((len(rows), longest), -100)
