@@ -2,6 +2,17 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
 
 def tiny_model_overrides() -> list[str]:
     """Dotted overrides that shrink any run config to a Bridge-Net of a few thousand weights."""
@@ -61,3 +72,33 @@ def save_tiny_model(folder, llm: bool, seed: int):
             if parameter.requires_grad and parameter.dim() > 1:
                 parameter.add_(torch.randn_like(parameter) * 0.2)
     return model.save_pretrained(folder)
+
+
+def _gloo_worker(rank: int, work: Callable[[int], Any], world: int, init_file: str, out_dir: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world, timeout=timedelta(seconds=60)
+    )
+    try:
+        torch.save(work(rank), Path(out_dir) / f"rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def run_gloo_workers(work: Callable[[int], Any], world: int, tmp_path: Path, timeout_s: float = 120) -> list:
+    """Run `work(rank)` (a module-level function) in `world` spawned processes joined by a gloo process
+    group; return what each rank returned, in rank order."""
+    context = mp.start_processes(
+        _gloo_worker,
+        args=(work, world, str(tmp_path / "init"), str(tmp_path)),
+        nprocs=world,
+        join=False,
+        start_method="spawn",
+    )
+    deadline = time.monotonic() + timeout_s
+    while not context.join(timeout=1):
+        if time.monotonic() > deadline:
+            for process in context.processes:
+                process.kill()
+            pytest.fail(f"{world}-process gloo run did not finish within {timeout_s:.0f} s")
+    return [torch.load(tmp_path / f"rank{rank}.pt") for rank in range(world)]

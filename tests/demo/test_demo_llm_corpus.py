@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from mint.data.instructions import TEMPLATES
-from mint.data.manifest import ManifestRecord, QAPair, write_manifest
+from mint.data.manifest import ManifestRecord, QAPair, read_manifest, write_manifest
 from mint.demo.llm_corpus import context_documents, corpus_texts
 
 CLIPS = [
@@ -26,7 +26,7 @@ CLIPS = [
 def _manifest(tmp_path):
     path = tmp_path / "train.jsonl"
     write_manifest(CLIPS, path)
-    return path
+    return read_manifest(path)
 
 
 def _instructions(task: str) -> list[str]:
@@ -52,9 +52,9 @@ def test_each_document_is_a_caption_then_an_instruction_then_its_answer(tmp_path
 
 
 def test_documents_are_fixed_by_the_seed(tmp_path):
-    path = _manifest(tmp_path)
-    assert context_documents(path, seed=3) == context_documents(path, seed=3)
-    seeds = {tuple(context_documents(path, seed=seed)) for seed in range(8)}
+    train = _manifest(tmp_path)
+    assert context_documents(train, seed=3) == context_documents(train, seed=3)
+    seeds = {tuple(context_documents(train, seed=seed)) for seed in range(8)}
     assert len(seeds) > 1
 
 

@@ -8,20 +8,15 @@ averaged gradient equal the single-process one.
 
 from __future__ import annotations
 
-import time
-from datetime import timedelta
 from pathlib import Path
 
-import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel
 
 from mint.config import load_config
 from mint.llm.config import LLMConfig
 from mint.modeling import MintConfig, MintModel
-from mint_testing import tiny_model_overrides
+from mint_testing import run_gloo_workers, tiny_model_overrides
 
 WORLD = 2
 LLMS = ("t5", "llama")
@@ -70,30 +65,10 @@ def _one_step(llm: str, rows: slice, wrap: bool) -> dict:
     return {"loss": loss.detach(), "grads": grads, "weights": weights}
 
 
-def _worker(rank: int, init_file: str, out_dir: str) -> None:
-    torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD, timeout=timedelta(seconds=60)
-    )
-    try:
-        half = len(RESPONSES) // WORLD
-        rows = slice(rank * half, (rank + 1) * half)
-        torch.save({llm: _one_step(llm, rows, wrap=True) for llm in LLMS}, Path(out_dir) / f"rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
-
-
-def _run_two_processes(tmp_path: Path) -> list[dict]:
-    context = mp.start_processes(
-        _worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=WORLD, join=False, start_method="spawn"
-    )
-    deadline = time.monotonic() + 120
-    while not context.join(timeout=1):
-        if time.monotonic() > deadline:
-            for process in context.processes:
-                process.kill()
-            pytest.fail("two-process gloo run did not finish within 120 s")
-    return [torch.load(tmp_path / f"rank{rank}.pt") for rank in range(WORLD)]
+def _rank_results(rank: int) -> dict:
+    half = len(RESPONSES) // WORLD
+    rows = slice(rank * half, (rank + 1) * half)
+    return {llm: _one_step(llm, rows, wrap=True) for llm in LLMS}
 
 
 def _response_tokens(llm: str, rows: slice) -> int:
@@ -102,7 +77,7 @@ def _response_tokens(llm: str, rows: slice) -> int:
 
 
 def test_two_processes_give_the_loss_gradients_and_step_of_one(tmp_path: Path) -> None:
-    ranks = _run_two_processes(tmp_path)
+    ranks = run_gloo_workers(_rank_results, WORLD, tmp_path)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

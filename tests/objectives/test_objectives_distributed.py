@@ -7,18 +7,15 @@ computed in one process on the whole batch.
 
 from __future__ import annotations
 
-import time
-from datetime import timedelta
 from pathlib import Path
 
-import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 from mint.distributed import gather_no_grad, gather_objects, gather_with_grad, is_main_process, world_info
 from mint.objectives import ContrastiveLoss, LearnableTemperature
+from mint_testing import run_gloo_workers
 
 WORLD = 2
 LOCAL_BATCH = 3
@@ -57,38 +54,18 @@ def _loss_and_grads(
     }
 
 
-def _worker(rank: int, init_file: str, out_dir: str) -> None:
-    dist.init_process_group(
-        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD, timeout=timedelta(seconds=60)
-    )
-    try:
-        rows = slice(rank * LOCAL_BATCH, (rank + 1) * LOCAL_BATCH)
-        local_ids = torch.tensor(PAIR_IDS[rows])
-        results = {
-            "world_info": world_info(),
-            "main": is_main_process(),
-            "objects": gather_objects([f"caption {rank}"]),
-            "no_grad": gather_no_grad(torch.tensor([rank, 10 + rank])),
-            "with_grad": _loss_and_grads(rank, WORLD, rows, True, None),
-            "without_grad": _loss_and_grads(rank, WORLD, rows, False, None),
-            "pairs": _loss_and_grads(rank, WORLD, rows, True, local_ids),
-        }
-        torch.save(results, Path(out_dir) / f"rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
-
-
-def _run_two_processes(tmp_path: Path) -> list[dict]:
-    context = mp.start_processes(
-        _worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=WORLD, join=False, start_method="spawn"
-    )
-    deadline = time.monotonic() + 120
-    while not context.join(timeout=1):
-        if time.monotonic() > deadline:
-            for process in context.processes:
-                process.kill()
-            pytest.fail("two-process gloo run did not finish within 120 s")
-    return [torch.load(tmp_path / f"rank{rank}.pt") for rank in range(WORLD)]
+def _rank_results(rank: int) -> dict:
+    rows = slice(rank * LOCAL_BATCH, (rank + 1) * LOCAL_BATCH)
+    local_ids = torch.tensor(PAIR_IDS[rows])
+    return {
+        "world_info": world_info(),
+        "main": is_main_process(),
+        "objects": gather_objects([f"caption {rank}"]),
+        "no_grad": gather_no_grad(torch.tensor([rank, 10 + rank])),
+        "with_grad": _loss_and_grads(rank, WORLD, rows, True, None),
+        "without_grad": _loss_and_grads(rank, WORLD, rows, False, None),
+        "pairs": _loss_and_grads(rank, WORLD, rows, True, local_ids),
+    }
 
 
 def test_no_process_group_means_single_process() -> None:
@@ -102,7 +79,7 @@ def test_no_process_group_means_single_process() -> None:
 
 
 def test_two_process_gradients_equal_single_process_full_batch(tmp_path: Path) -> None:
-    ranks = _run_two_processes(tmp_path)
+    ranks = run_gloo_workers(_rank_results, WORLD, tmp_path)
     full = _loss_and_grads(0, 1, slice(None), True, None)
     full_pairs = _loss_and_grads(0, 1, slice(None), True, torch.tensor(PAIR_IDS))
 

@@ -10,17 +10,17 @@ the soft prompt takes the caption's place. Only training clips are read; held-ou
 
 from __future__ import annotations
 
-import os
 import random
+from collections.abc import Sequence
 
 from mint.data.instructions import TEMPLATES
-from mint.data.manifest import read_manifest
+from mint.data.manifest import ManifestRecord
 
 
-def corpus_texts(train_manifest: str | os.PathLike) -> list[str]:
+def corpus_texts(train: Sequence[ManifestRecord]) -> list[str]:
     """Every text the models meet: captions, labels, questions with their answers, instructions."""
     texts: list[str] = []
-    for record in read_manifest(train_manifest):
+    for record in train:
         texts += record.captions + record.labels
         texts += [f"{pair.question} {pair.answer}" for pair in record.qa]
     for templates in TEMPLATES.values():
@@ -28,12 +28,12 @@ def corpus_texts(train_manifest: str | os.PathLike) -> list[str]:
     return texts
 
 
-def context_documents(train_manifest: str | os.PathLike, seed: int) -> list[str]:
+def context_documents(train: Sequence[ManifestRecord], seed: int) -> list[str]:
     """Per training clip: one document per question, one per caption and one tagging document, each
     opened by a caption of the clip drawn with `random.Random(seed)`."""
     rng = random.Random(seed)
     documents: list[str] = []
-    for record in read_manifest(train_manifest):
+    for record in train:
         if not record.captions:
             continue
         for pair in record.qa:

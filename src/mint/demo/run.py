@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from mint.config import save_config
+from mint.data.manifest import read_manifest
 from mint.data.synth.corpus import SynthSpec, generate_corpus, single_event_spec
 from mint.demo.config import DemoConfig
 from mint.demo.evaluate import evaluate_demo
@@ -79,7 +80,8 @@ def run_demo(config: DemoConfig, progress: bool = True) -> dict:
 
     start = time.perf_counter()
     manifests = _corpus(config, out / "corpus")
-    texts = corpus_texts(manifests["train"])
+    train = read_manifest(manifests["train"])
+    texts = corpus_texts(train)
     tokenizer_dir = out / "bridge-tokenizer"
     if not (tokenizer_dir / "tokenizer.json").is_file():
         build_word_tokenizer(texts, bert_style=True).save_pretrained(str(tokenizer_dir))
@@ -101,7 +103,7 @@ def run_demo(config: DemoConfig, progress: bool = True) -> dict:
     if llm is None:
         llm = str(out / "standin-llm")
         if not (Path(llm) / "config.json").is_file():
-            documents = texts + context_documents(manifests["train"], config.seed)
+            documents = texts + context_documents(train, config.seed)
             train_standin_llm(documents, llm, config.standin_llm, progress=progress)
     timed("llm", start)
 
