@@ -1,4 +1,5 @@
-"""`mint pretrain`, `mint cache-features` (stage 1)."""
+"""`mint pretrain` (stage 1) and `mint cache-features` (either stage: one cache serves both, since an entry
+is keyed by the clip's content digest, the encoder and the front-end settings, not by the stage)."""
 
 from __future__ import annotations
 
@@ -22,11 +23,18 @@ def _pretrain(args: argparse.Namespace) -> int:
 
 
 def _cache_features(args: argparse.Namespace) -> int:
-    from mint.training.config import PretrainConfig
-    from mint.training.pretrain import run_feature_caching
+    if args.stage == "instruct":
+        from mint.training.config import InstructConfig
+        from mint.training.instruct import run_instruct_feature_caching
 
-    config = load_config(PretrainConfig, args.config, args.overrides)
-    report = run_feature_caching(config, batch_size=args.batch_size)
+        config = load_config(InstructConfig, args.config, args.overrides)
+        report = run_instruct_feature_caching(config, batch_size=args.batch_size)
+    else:
+        from mint.training.config import PretrainConfig
+        from mint.training.pretrain import run_feature_caching
+
+        config = load_config(PretrainConfig, args.config, args.overrides)
+        report = run_feature_caching(config, batch_size=args.batch_size)
     print(
         f"feature cache {config.data.feature_cache}: {report.written} written, "
         f"{report.already_cached} already cached, {len(report.failed)} failed"
@@ -42,8 +50,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pretrain.add_argument("overrides", nargs="*", help=_OVERRIDES_HELP)
     pretrain.set_defaults(func=_pretrain)
 
-    cache = subparsers.add_parser("cache-features", help="store frozen-encoder features for stage 1")
-    cache.add_argument("config", help="the stage-1 YAML config (its data.feature_cache is written)")
+    cache = subparsers.add_parser(
+        "cache-features",
+        help="store frozen-encoder features once, for data.use_feature_cache=true in either stage",
+    )
+    cache.add_argument("config", help="the YAML run config (its data.feature_cache is written)")
     cache.add_argument("overrides", nargs="*", help=_OVERRIDES_HELP)
     cache.add_argument("--batch-size", type=int, default=16)
+    cache.add_argument(
+        "--stage",
+        choices=("pretrain", "instruct"),
+        default="pretrain",
+        help="the kind of config: a `mint pretrain` one (default) or a `mint instruct` one, whose "
+        "instruction file's audio is cached too",
+    )
     cache.set_defaults(func=_cache_features)

@@ -11,6 +11,10 @@ Tasks, and what a clip needs for each:
 * `custom`: a line `{"audio", "instruction", "response"}` (optionally with `"id"`) of an instruction
   file, so that any task can be added through data alone.
 
+With a feature cache, every item (a clip's or an instruction line's) carries the cached encoder output
+instead of its waveform, as in stage 1: the instruction file's audio is keyed by its content digest like a
+manifest's clips (`instruction_audio_source`), so `mint cache-features` caches it along with the source.
+
 In training the template, the caption or QA pair, the correct option and the option order are drawn from
 a generator seeded by (seed, epoch, index), so an item is the same in any worker, process or resumed run.
 In evaluation (`rng=None`) all of it is fixed: the first template, the first caption or QA pair, ...
@@ -26,9 +30,13 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
+import torch
 from torch.utils.data import Dataset
 
-from mint.audio.frontend import AudioFrontend, pad_batch
+from mint.audio.frontend import AudioFrontend
+from mint.data.feature_cache import FeatureCache
+from mint.data.manifest import ManifestRecord
+from mint.data.pairs import collate_audio
 from mint.data.sources import Clip, ClipSource, ManifestSource, SyntheticSource
 from mint.errors import ConfigError, DataError
 
@@ -211,14 +219,23 @@ def read_instruction_file(path: str | os.PathLike) -> list[InstructionRecord]:
     return records
 
 
+def instruction_audio_source(records: Sequence[InstructionRecord]) -> ManifestSource:
+    """The distinct audio files of instruction lines as a clip source (a clip's id is its path), so that the
+    feature cache keys them by content digest exactly as it keys a manifest's clips."""
+    paths = dict.fromkeys(record.audio for record in records)
+    return ManifestSource([ManifestRecord(id=path, audio=path) for path in paths])
+
+
 class InstructionDataset(Dataset):
-    """Stage-2 items {waveform, instruction, response, task}, addressed by (epoch, index).
+    """Stage-2 items {waveform or features, instruction, response, task}, addressed by (epoch, index).
 
     Training: one item per clip of `source` (or per line of `custom` when there is no source). An item is
     a `custom` line (drawn at random) with probability w_custom / (w_custom + the clip tasks' summed
     weight); otherwise the clip's task is drawn among those it has data for, in proportion to the weights.
     Evaluation (`train=False`): every clip, then every custom line, once; a clip's task is its enabled
     task of highest weight; templates are fixed.
+    With a `cache`, every item carries its cached `features` (from the evaluation crop) instead of a
+    `waveform`; a clip or instruction file missing from it raises StaleCacheError naming it.
     """
 
     def __init__(
@@ -230,6 +247,7 @@ class InstructionDataset(Dataset):
         custom: Sequence[InstructionRecord] = (),
         vocabulary: Sequence[str] | None = None,
         train: bool = True,
+        cache: FeatureCache | None = None,
     ) -> None:
         self.source = source
         self.frontend = frontend
@@ -238,6 +256,9 @@ class InstructionDataset(Dataset):
         self.custom = list(custom) if tasks.custom > 0 else []
         self.vocabulary = list(vocabulary) if vocabulary is not None else []
         self.train = train
+        self.cache = cache
+        self.custom_audio = instruction_audio_source(self.custom)
+        self._custom_audio_index = {record.audio: i for i, record in enumerate(self.custom_audio.records)}
         clip_weight = sum(tasks.weight(task) for task in TASKS if task != "custom")
         if (source is None or clip_weight == 0) and not self.custom:
             raise ConfigError(
@@ -265,18 +286,31 @@ class InstructionDataset(Dataset):
             return self._custom_item(int(rng.integers(len(self.custom))), rng)
         return self._clip_item(index, rng)
 
+    def _cached(self, source: ClipSource, index: int, name: str) -> torch.Tensor:
+        try:
+            return self.cache.load(source, index, name)
+        except OSError as error:
+            # The content digest that keys the cache is read from the audio, which must still exist.
+            raise DataError(
+                f"clip {name!r}: its audio cannot be read to find its cached features ({error})"
+            ) from None
+
     def _custom_item(self, line: int, rng: np.random.Generator | None) -> dict:
         record = self.custom[line]
-        waveform = self.frontend.load(record.audio, rng=rng)
-        return {
-            "waveform": waveform,
-            "instruction": record.instruction,
-            "response": record.response,
-            "task": "custom",
-        }
+        if self.cache is not None:
+            position = self._custom_audio_index[record.audio]
+            audio = {"features": self._cached(self.custom_audio, position, record.audio)}
+        else:
+            audio = {"waveform": self.frontend.load(record.audio, rng=rng)}
+        return {**audio, "instruction": record.instruction, "response": record.response, "task": "custom"}
 
     def _clip_item(self, index: int, rng: np.random.Generator | None) -> dict:
-        clip, waveform = self.source.load(index, self.frontend, rng)
+        if self.cache is not None:
+            clip = self.source.clip(index)
+            audio = {"features": self._cached(self.source, index, clip.id)}
+        else:
+            clip, waveform = self.source.load(index, self.frontend, rng)
+            audio = {"waveform": waveform}
         available = [task for task in clip_tasks(clip, self.vocabulary) if self.tasks.weight(task) > 0]
         if not available:
             raise DataError(
@@ -289,14 +323,14 @@ class InstructionDataset(Dataset):
         else:
             task = available[int(rng.choice(len(available), p=weights / weights.sum()))]
         instruction, response = make_example(task, clip, self.vocabulary, rng)
-        return {"waveform": waveform, "instruction": instruction, "response": response, "task": task}
+        return {**audio, "instruction": instruction, "response": response, "task": task}
 
 
 def collate_instructions(items: list[dict]) -> dict:
-    waveforms, lengths = pad_batch([item["waveform"] for item in items])
+    """Instructions, responses and tasks as lists; the audio as `collate_audio` pads it (cached
+    `features` + `feature_mask`, or `waveforms` + `lengths`)."""
     return {
-        "waveforms": waveforms,
-        "lengths": lengths,
+        **collate_audio(items),
         "instructions": [item["instruction"] for item in items],
         "responses": [item["response"] for item in items],
         "tasks": [item["task"] for item in items],

@@ -110,16 +110,29 @@ class CaptionPairDataset(Dataset):
 
 
 def collate_pairs(items: list[dict]) -> dict:
-    batch: dict = {
+    return {
+        **collate_audio(items),
         "captions": [item["caption"] for item in items],
         "audio_keys": torch.tensor([item["audio_key"] for item in items], dtype=torch.long),
         "text_keys": torch.tensor([item["text_key"] for item in items], dtype=torch.long),
     }
-    if "features" in items[0]:
-        batch["features"], batch["feature_mask"] = pad_features([item["features"] for item in items])
-    else:
-        batch["waveforms"], batch["lengths"] = pad_batch([item["waveform"] for item in items])
-    return batch
+
+
+def collate_audio(items: list[dict]) -> dict[str, torch.Tensor]:
+    """The audio of a batch of items of either stage: `features` and `feature_mask` when every item
+    carries cached `features`, `waveforms` and `lengths` when none does; DataError when they are mixed,
+    since the model reads one or the other for the whole batch."""
+    cached = sum("features" in item for item in items)
+    if items and cached == len(items):
+        features, mask = pad_features([item["features"] for item in items])
+        return {"features": features, "feature_mask": mask}
+    if cached:
+        raise DataError(
+            f"batch: {cached} of {len(items)} items carry cached features and the others waveforms; "
+            "a batch must be all one or all the other"
+        )
+    waveforms, lengths = pad_batch([item["waveform"] for item in items])
+    return {"waveforms": waveforms, "lengths": lengths}
 
 
 def pad_features(features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -112,6 +112,10 @@ class InstructDataConfig:
     synthetic: SyntheticDataConfig = field(default_factory=SyntheticDataConfig)
     instructions: str | None = None  # JSONL of {"audio", "instruction", "response"} lines
     tasks: TaskWeights = field(default_factory=TaskWeights)
+    # Written by `mint cache-features --stage instruct`; keys are content digests, so the same directory
+    # serves stage 1 too. Covers the instruction file's audio as well as the source's clips.
+    feature_cache: str | None = None
+    use_feature_cache: bool = False
 
     def __post_init__(self) -> None:
         if self.source == "manifest" and not self.manifest:
@@ -120,6 +124,8 @@ class InstructDataConfig:
             raise ConfigError("data.shards: required when data.source is 'shards'")
         if self.source == "none" and not self.instructions:
             raise ConfigError("data.instructions: required when data.source is 'none'")
+        if self.use_feature_cache and not self.feature_cache:
+            raise ConfigError("data.feature_cache: required when data.use_feature_cache is true")
 
 
 @dataclass

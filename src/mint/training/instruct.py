@@ -1,5 +1,6 @@
 """Stage 2 end to end: build the model (fresh or from a stage-1 model) and the instruction data from an
-InstructConfig, train the Bridge-Net and projection against the frozen LLM, save."""
+InstructConfig, train the Bridge-Net and projection against the frozen LLM, save; and the feature cache of
+a stage-2 config's audio."""
 
 from __future__ import annotations
 
@@ -11,12 +12,16 @@ from torch import nn
 
 from mint.audio.frontend import AudioFrontend, FrontendConfig
 from mint.config import save_config
+from mint.data.feature_cache import CacheReport, FeatureCache, build_feature_cache
 from mint.data.instructions import (
     InstructionDataset,
     collate_instructions,
+    instruction_audio_source,
     label_vocabulary,
     read_instruction_file,
 )
+from mint.encoders import AudioEncoder, build_encoder
+from mint.errors import ConfigError
 from mint.modeling import MintModel
 from mint.training.config import InstructConfig
 from mint.training.plots import plot_training_curves
@@ -37,15 +42,22 @@ def build_instruct_model(config: InstructConfig) -> MintModel:
     return model
 
 
+def instruct_frontend(config: InstructConfig, sample_rate: int) -> AudioFrontend:
+    return AudioFrontend(FrontendConfig(sample_rate=sample_rate, max_seconds=config.model.max_audio_seconds))
+
+
 def build_instruction_dataset(
-    config: InstructConfig, sample_rate: int, train: bool = True
+    config: InstructConfig, encoder: AudioEncoder, train: bool = True
 ) -> InstructionDataset:
+    """The stage-2 items of `config.data` at `encoder`'s sample rate; with `data.use_feature_cache`, the
+    cached outputs of `encoder` instead of waveforms."""
     data = config.data
-    frontend = AudioFrontend(
-        FrontendConfig(sample_rate=sample_rate, max_seconds=config.model.max_audio_seconds)
-    )
-    source = None if data.source == "none" else build_source(data, sample_rate)
+    frontend = instruct_frontend(config, encoder.sample_rate)
+    source = None if data.source == "none" else build_source(data, encoder.sample_rate)
     custom = read_instruction_file(data.instructions) if data.instructions else ()
+    cache = None
+    if data.use_feature_cache:
+        cache = FeatureCache(data.feature_cache, encoder.identity(), frontend.config)
     return InstructionDataset(
         source,
         frontend,
@@ -54,6 +66,7 @@ def build_instruction_dataset(
         custom=custom,
         vocabulary=label_vocabulary(source) if source is not None else (),
         train=train,
+        cache=cache,
     )
 
 
@@ -63,14 +76,14 @@ def run_instruction_tuning(config: InstructConfig) -> TrainResult:
     torch.manual_seed(config.trainer.seed)
     model = build_instruct_model(config)
     save_config(config, output_dir / "config.yaml")
-    dataset = build_instruction_dataset(config, model.sample_rate)
+    dataset = build_instruction_dataset(config, model.encoder)
 
     def loss_fn(wrapped: nn.Module, batch: dict, generator: torch.Generator):
+        audio_keys = ("features", "feature_mask") if "features" in batch else ("waveforms", "lengths")
         out = wrapped(
-            waveforms=batch["waveforms"],
-            lengths=batch["lengths"],
             instructions=batch["instructions"],
             responses=batch["responses"],
+            **{key: batch[key] for key in audio_keys},
         )
         return out.loss, {}
 
@@ -88,3 +101,27 @@ def run_instruction_tuning(config: InstructConfig) -> TrainResult:
         model.save_pretrained(output_dir / "model")
         plot_training_curves(output_dir / "metrics.jsonl", output_dir / "loss.png")
     return result
+
+
+def run_instruct_feature_caching(
+    config: InstructConfig, batch_size: int = 16, progress: bool = True
+) -> CacheReport:
+    """Cache the encoder outputs of every clip of the source and every audio file of the instruction file
+    that training reads (`data.tasks.custom` above 0), in `data.feature_cache`."""
+    data = config.data
+    if not data.feature_cache:
+        raise ConfigError("data.feature_cache: set the directory to write the cache to")
+    encoder = build_encoder(config.model.encoder)
+    frontend = instruct_frontend(config, encoder.sample_rate)
+    sources = [] if data.source == "none" else [build_source(data, encoder.sample_rate)]
+    if data.instructions and data.tasks.custom > 0:
+        sources.append(instruction_audio_source(read_instruction_file(data.instructions)))
+    total = CacheReport()
+    for source in sources:
+        report = build_feature_cache(
+            encoder, source, frontend, data.feature_cache, batch_size, progress=progress
+        )
+        total.written += report.written
+        total.already_cached += report.already_cached
+        total.failed.extend(report.failed)
+    return total
