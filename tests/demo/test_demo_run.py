@@ -45,6 +45,9 @@ def test_demo_path_end_to_end_on_a_small_corpus(tmp_path, capsys):
     for row in headline.values():
         assert row["reference_is"] and row["value"] == row["value"]  # present and not NaN
     assert report["llm"].startswith("stand-in")
+    # Both stages trained from the feature cache: one entry per training clip.
+    assert len(list((out / "feature-cache" / "features").rglob("*.safetensors"))) == 24
+    assert "feature cache" in report["timings_s"]
     text = (out / "report.md").read_text()
     assert "zero_shot_classification_accuracy" in text and "Example answers" in text
     for plot in ("stage1_losses", "stage2_losses", "confusion_matrix", "recall_at_k"):

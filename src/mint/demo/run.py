@@ -22,7 +22,7 @@ from mint.llm.config import LLMConfig
 from mint.modeling.config import MintConfig
 from mint.training.config import DataConfig, InstructConfig, InstructDataConfig, PretrainConfig
 from mint.training.instruct import run_instruction_tuning
-from mint.training.pretrain import run_pretraining
+from mint.training.pretrain import run_feature_caching, run_pretraining
 
 logger = logging.getLogger(__name__)
 
@@ -88,12 +88,21 @@ def run_demo(config: DemoConfig, progress: bool = True) -> dict:
     timed("corpus", start)
 
     start = time.perf_counter()
+    # Both stages read the frozen encoder's outputs from one cache (keyed by audio content, encoder and
+    # front end), computed once here instead of at every step.
+    cache = str(out / "feature-cache")
     stage1 = PretrainConfig(
         output_dir=str(out / "stage1"),
         model=_model_config(config, tokenizer_dir, None),
-        data=DataConfig(source="manifest", manifest=str(manifests["train"])),
+        data=DataConfig(
+            source="manifest", manifest=str(manifests["train"]), feature_cache=cache, use_feature_cache=True
+        ),
         trainer=config.stage1,
     )
+    run_feature_caching(stage1, progress=progress)
+    timed("feature cache", start)
+
+    start = time.perf_counter()
     if not _done(out / "stage1" / "model"):
         run_pretraining(stage1)
     timed("stage1", start)
@@ -112,7 +121,13 @@ def run_demo(config: DemoConfig, progress: bool = True) -> dict:
         output_dir=str(out / "stage2"),
         init_from=str(out / "stage1" / "model"),
         model=_model_config(config, tokenizer_dir, llm),
-        data=InstructDataConfig(source="manifest", manifest=str(manifests["train"]), tasks=config.tasks),
+        data=InstructDataConfig(
+            source="manifest",
+            manifest=str(manifests["train"]),
+            tasks=config.tasks,
+            feature_cache=cache,
+            use_feature_cache=True,
+        ),
         trainer=config.stage2,
     )
     if not _done(out / "stage2" / "model"):
