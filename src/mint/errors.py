@@ -15,6 +15,10 @@ class AudioError(MintError, ValueError):
     """An audio file or array cannot be used (unreadable, empty, not finite, ...)."""
 
 
+class UnsupportedAudioFormatError(AudioError):
+    """The data is not in any audio container mint decodes (sniffed from its first bytes)."""
+
+
 class DataError(MintError, ValueError):
     """A manifest or dataset file is malformed."""
 

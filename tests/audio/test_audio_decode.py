@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mint.audio import audio_info, read_audio
-from mint.errors import AudioError
+from mint.errors import AudioError, UnsupportedAudioFormatError
 
 ESC10_AUDIO = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "esc10" / "audio"
 
@@ -179,8 +179,9 @@ def test_missing_directory_and_empty_files_are_refused(tmp_path: Path) -> None:
 def test_text_is_refused_as_not_audio(tmp_path: Path) -> None:
     text = tmp_path / "notes.wav"
     text.write_text("this is a caption, not a sound\n")
-    with raises_naming(str(text), "not a recognised audio file"):
+    with raises_naming(str(text), "not a recognised audio file") as refused:
         read_audio(text)
+    assert refused.type is UnsupportedAudioFormatError  # what the server answers with 415
     with text.open("r") as handle, raises_naming(str(text), "text mode"):
         read_audio(handle)
     with pytest.raises(AudioError, match="expected a path, bytes or a binary file object"):

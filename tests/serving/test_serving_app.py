@@ -138,13 +138,13 @@ def test_oversized_uploads_get_413(client, samples):
     assert response.status_code == 413 and "3.0 s of audio; the limit is 2 s" in response.json()["detail"]
 
 
-def test_empty_missing_and_non_audio_uploads_get_422_with_the_reason(client):
+def test_empty_missing_and_corrupt_uploads_get_422_and_non_audio_415_with_the_reason(client):
     response = client.post("/caption", files=_file(b"", "empty.wav"))
     assert response.status_code == 422 and "'empty.wav' is empty (0 bytes)" in response.json()["detail"]
     response = client.post("/caption")
     assert response.status_code == 422 and "no audio uploaded" in response.json()["detail"]
     response = client.post("/caption", files=_file(b"just some notes\n" * 20, "notes.txt"))
-    assert response.status_code == 422
+    assert response.status_code == 415
     assert "upload 'notes.txt': not a recognised audio file" in response.json()["detail"]
     truncated = _encoded(np.zeros(16000, dtype=np.float32), 16000, "WAV")[:30]
     response = client.post("/embed", files=_file(truncated, "cut.wav"))

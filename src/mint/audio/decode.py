@@ -18,7 +18,7 @@ from typing import BinaryIO
 import numpy as np
 import soundfile as sf
 
-from mint.errors import AudioError
+from mint.errors import AudioError, UnsupportedAudioFormatError
 
 AudioSource = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO
 
@@ -125,7 +125,7 @@ def _detect_format(stream: BinaryIO, name: str) -> str:
         return "FLAC" if stream.read(4) == b"fLaC" else "MP3"
     fmt = _sniff(head)
     if fmt is None:
-        raise AudioError(
+        raise UnsupportedAudioFormatError(
             f"{name}: not a recognised audio file (expected {', '.join(SUPPORTED_FORMATS)}); "
             f"it starts with {head[:12]!r}"
         )

@@ -1,8 +1,8 @@
 """The HTTP service: a `MintPipeline` (and optionally an `AudioIndex`) behind FastAPI, plus the web page.
 
 Audio arrives as the multipart form field `file`. Every model call goes through the `ModelGate` (worker
-threads, bounded queue, timeout). Status codes: 413 upload too large or too long, 422 bad input (empty,
-not audio, corrupt, bad fields; the reason is in `detail`), 408 a request body that stopped arriving,
+threads, bounded queue, timeout). Status codes: 413 upload too large or too long, 415 not a supported audio
+format, 422 bad input (empty, corrupt, bad fields; the reason is in `detail`), 408 a request body that stopped arriving,
 409 the loaded model or server cannot do this (no LLM, no index), 503 queue full, 504 timeout.
 """
 
@@ -18,7 +18,7 @@ from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from mint.errors import MintError
+from mint.errors import MintError, UnsupportedAudioFormatError
 from mint.inference import AudioIndex, MintPipeline
 from mint.serving.limits import FORM_OVERHEAD_BYTES, BodyLimit, GateTimeout, ModelGate, QueueFull, ServeLimits
 from mint.serving.uploads import UploadProblem, read_upload
@@ -66,6 +66,10 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(MintError)
     async def _mint(_: Request, error: MintError) -> JSONResponse:
         return reply(422, str(error))
+
+    @app.exception_handler(UnsupportedAudioFormatError)
+    async def _format(_: Request, error: UnsupportedAudioFormatError) -> JSONResponse:
+        return reply(415, str(error))
 
     @app.exception_handler(QueueFull)
     async def _full(_: Request, error: QueueFull) -> JSONResponse:
