@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -15,3 +16,13 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 def _seed():
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(scope="module")
+def single_thread() -> Iterator[None]:
+    """One torch thread for a whole module (`pytestmark = pytest.mark.usefixtures("single_thread")`, and
+    requested by module-scoped fixtures that train): tiny models run fastest on one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

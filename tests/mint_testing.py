@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -35,12 +35,13 @@ def tiny_model_overrides() -> list[str]:
     ]
 
 
-def tiny_pretrain_overrides(output_dir, steps: int = 4) -> list[str]:
+def tiny_run_overrides(output_dir, steps: int, num_clips: int) -> list[str]:
+    """Dotted overrides for a short run on a few 1.5 s generated single-event clips, batch 4, logging every
+    step and saving a checkpoint at the last one."""
     return [
-        *tiny_model_overrides(),
         f"output_dir={output_dir}",
         "data.source=synthetic",
-        "data.synthetic.num_clips=24",
+        f"data.synthetic.num_clips={num_clips}",
         "data.synthetic.clip_seconds=1.5",
         "data.synthetic.max_events=1",
         f"trainer.max_steps={steps}",
@@ -50,6 +51,35 @@ def tiny_pretrain_overrides(output_dir, steps: int = 4) -> list[str]:
         f"trainer.save_every={steps}",
         "trainer.progress_bar=false",
     ]
+
+
+def tiny_pretrain_overrides(output_dir, steps: int = 4) -> list[str]:
+    return [*tiny_model_overrides(), *tiny_run_overrides(output_dir, steps, num_clips=24)]
+
+
+def tiny_instruct_overrides(
+    output_dir, steps: int = 3, llm: str = "t5", num_clips: int = 16, extra: Sequence[str] = ()
+) -> list[str]:
+    """A stage-2 run of the tiny model with an in-memory random LLM (`random:t5` or `random:llama`);
+    `extra` comes last, so it may also change what is set here."""
+    return [
+        *tiny_model_overrides(),
+        f"model.llm.name_or_path=random:{llm}",
+        "model.llm.max_instruction_length=24",
+        "model.llm.max_response_length=16",
+        *tiny_run_overrides(output_dir, steps, num_clips),
+        *extra,
+    ]
+
+
+def jitter_trainable_(model: torch.nn.Module, scale: float) -> torch.nn.Module:
+    """Add Gaussian noise of std `scale` to every trainable weight matrix, in place: fresh weights give
+    nearly the same output for any input, jittered ones make outputs depend on it."""
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.requires_grad and parameter.dim() > 1:
+                parameter.add_(torch.randn_like(parameter) * scale)
+    return model
 
 
 def save_tiny_model(folder, llm: bool, seed: int):
@@ -66,12 +96,7 @@ def save_tiny_model(folder, llm: bool, seed: int):
     if llm:
         config.llm = LLMConfig(name_or_path="random:t5", max_instruction_length=32, max_response_length=16)
     torch.manual_seed(seed)
-    model = MintModel.from_config(config)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            if parameter.requires_grad and parameter.dim() > 1:
-                parameter.add_(torch.randn_like(parameter) * 0.2)
-    return model.save_pretrained(folder)
+    return jitter_trainable_(MintModel.from_config(config), 0.2).save_pretrained(folder)
 
 
 def _gloo_worker(rank: int, work: Callable[[int], Any], world: int, init_file: str, out_dir: str) -> None:

@@ -5,7 +5,6 @@ the audio when it is swapped, scoring ranks them first, and a saved model gives 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -19,6 +18,8 @@ from mint.modeling import MintConfig, MintModel
 from mint.modeling.instruct import InstructInputError
 from mint.modeling.outputs import AudioFeatures, InstructOutput
 from mint_testing import tiny_model_overrides
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 # Within each pair of examples only the audio tells them apart; the pairs differ in instruction length.
 INSTRUCTIONS = ["describe the sound"] * 2 + ["what is it?"] * 2
@@ -55,17 +56,8 @@ def swapped(audio: AudioFeatures, order: list[int]) -> AudioFeatures:
     return AudioFeatures(audio.features[order], audio.mask[order])
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread() -> Iterator[None]:
-    # Tiny models run fastest on one thread.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module", params=["t5", "llama"])
-def trained(request) -> tuple[str, MintModel, AudioFeatures]:
+def trained(single_thread, request) -> tuple[str, MintModel, AudioFeatures]:
     torch.manual_seed(0)
     model = MintModel.from_config(stage2_config(request.param))
     model.freeze_stage2_idle_parameters()

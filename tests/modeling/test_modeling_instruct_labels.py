@@ -5,13 +5,13 @@ prompt, instruction and padding (in the Bridge-Net and in the LLM, on either sid
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 from test_modeling_instruct import clips, stage2_config
 
 from mint.modeling import MintModel
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 INSTRUCTIONS = ["describe the sound", "what is making this noise? answer in a few words", "name it"]
 RESPONSES = ["a loud siren wails twice", "rain", "a dog barks near a passing car"]
@@ -42,16 +42,8 @@ def reference_loss(model: MintModel, waveforms: torch.Tensor, lengths: torch.Ten
     return total / count
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module", params=["t5", "llama"])
-def model(request) -> MintModel:
+def model(single_thread, request) -> MintModel:
     torch.manual_seed(0)
     return MintModel.from_config(stage2_config(request.param)).eval()
 

@@ -16,7 +16,6 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,7 +24,7 @@ from safetensors.torch import load_file
 
 from mint.cli.main import main
 from mint.modeling import MintModel
-from mint_testing import tiny_model_overrides
+from mint_testing import tiny_instruct_overrides
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = str(REPO / "configs" / "instruct" / "tiny.yaml")
@@ -38,25 +37,8 @@ WEIGHT_ATOL = 5e-5
 
 
 def _overrides(output_dir: Path, extra: tuple[str, ...] = ()) -> list[str]:
-    return [
-        *tiny_model_overrides(),
-        "model.llm.name_or_path=random:t5",
-        "model.llm.max_instruction_length=24",
-        "model.llm.max_response_length=2",
-        f"output_dir={output_dir}",
-        "data.source=synthetic",
-        "data.synthetic.num_clips=16",
-        "data.synthetic.clip_seconds=1.5",
-        "data.synthetic.max_events=1",
-        f"trainer.max_steps={STEPS}",
-        "trainer.batch_size=4",
-        "trainer.warmup_steps=1",
-        "trainer.log_every=1",
-        "trainer.save_every=2",
-        "trainer.grad_accum_steps=2",
-        "trainer.progress_bar=false",
-        *extra,
-    ]
+    batching = ("model.llm.max_response_length=2", "trainer.save_every=2", "trainer.grad_accum_steps=2")
+    return tiny_instruct_overrides(output_dir, STEPS, extra=(*batching, *extra))
 
 
 def _launch_fsdp(output_dir: Path, extra: tuple[str, ...] = ()) -> None:
@@ -91,14 +73,6 @@ def _assert_tensors_close(actual: dict, expected: dict, rtol: float, atol: float
     assert actual.keys() == expected.keys()
     for name, tensor in expected.items():
         torch.testing.assert_close(actual[name], tensor, rtol=rtol, atol=atol, msg=name)
-
-
-@pytest.fixture(scope="module")
-def single_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

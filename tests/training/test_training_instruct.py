@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -24,30 +23,15 @@ from mint.modeling import MintConfig, MintModel
 from mint.training.config import InstructConfig
 from mint.training.instruct import build_instruct_model, run_instruction_tuning
 from mint.training.trainer import Trainer
-from mint_testing import tiny_model_overrides
+from mint_testing import tiny_instruct_overrides, tiny_model_overrides
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 CONFIG = "configs/instruct/tiny.yaml"
 
 
 def overrides(output_dir, steps: int = 3, llm: str = "t5", extra: list[str] = ()) -> list[str]:
-    return [
-        *tiny_model_overrides(),
-        f"model.llm.name_or_path=random:{llm}",
-        "model.llm.max_instruction_length=24",
-        "model.llm.max_response_length=16",
-        f"output_dir={output_dir}",
-        "data.source=synthetic",
-        "data.synthetic.num_clips=16",
-        "data.synthetic.clip_seconds=1.5",
-        "data.synthetic.max_events=1",
-        f"trainer.max_steps={steps}",
-        "trainer.batch_size=4",
-        "trainer.warmup_steps=1",
-        "trainer.log_every=1",
-        f"trainer.save_every={steps}",
-        "trainer.progress_bar=false",
-        *extra,
-    ]
+    return tiny_instruct_overrides(output_dir, steps, llm, extra=extra)
 
 
 def config(output_dir, steps: int = 3, llm: str = "t5", extra: list[str] = ()) -> InstructConfig:
@@ -65,17 +49,8 @@ def wav(path, index: int) -> str:
     return str(path)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread() -> Iterator[None]:
-    # Tiny models run fastest on one thread (module scope: the module-scoped run below runs under it).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(single_thread, tmp_path_factory):
     out = tmp_path_factory.mktemp("instruct") / "run"
     assert main(["instruct", CONFIG, *overrides(out)]) == 0
     return out

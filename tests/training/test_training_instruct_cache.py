@@ -5,7 +5,6 @@ encoder output, a cached run trains and saves a model, and a stale entry or a ba
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -27,7 +26,9 @@ from mint.training.instruct import (
     run_instruction_tuning,
 )
 from mint.training.pretrain import run_feature_caching
-from mint_testing import tiny_model_overrides, tiny_pretrain_overrides
+from mint_testing import jitter_trainable_, tiny_instruct_overrides, tiny_pretrain_overrides
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 CONFIG = "configs/instruct/tiny.yaml"
 NUM_CLIPS = 6
@@ -36,24 +37,7 @@ CUSTOM_SECONDS = (0.9, 1.2)
 
 
 def _overrides(output_dir, steps: int = 2, extra: list[str] = ()) -> list[str]:
-    return [
-        *tiny_model_overrides(),
-        "model.llm.name_or_path=random:t5",
-        "model.llm.max_instruction_length=24",
-        "model.llm.max_response_length=16",
-        f"output_dir={output_dir}",
-        "data.source=synthetic",
-        f"data.synthetic.num_clips={NUM_CLIPS}",
-        "data.synthetic.clip_seconds=1.5",
-        "data.synthetic.max_events=1",
-        f"trainer.max_steps={steps}",
-        "trainer.batch_size=4",
-        "trainer.warmup_steps=1",
-        "trainer.log_every=1",
-        f"trainer.save_every={steps}",
-        "trainer.progress_bar=false",
-        *extra,
-    ]
+    return tiny_instruct_overrides(output_dir, steps, num_clips=NUM_CLIPS, extra=extra)
 
 
 def _config(output_dir, steps: int = 2, extra: list[str] = ()) -> InstructConfig:
@@ -62,14 +46,6 @@ def _config(output_dir, steps: int = 2, extra: list[str] = ()) -> InstructConfig
 
 def _losses(output_dir) -> list[float]:
     return [json.loads(line)["loss"] for line in (output_dir / "metrics.jsonl").read_text().splitlines()]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def single_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture
@@ -96,12 +72,7 @@ def cached(tmp_path, instructions) -> list[str]:
 
 def _jittered_model(config: InstructConfig) -> MintModel:
     # Fresh weights give nearly the same loss for any audio; jittered ones make the loss depend on it.
-    model = build_instruct_model(config)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            if parameter.requires_grad and parameter.dim() > 1:
-                parameter.add_(torch.randn_like(parameter) * 0.3)
-    return model.eval()
+    return jitter_trainable_(build_instruct_model(config), 0.3).eval()
 
 
 def test_loss_on_cached_features_is_the_loss_on_the_fp16_encoder_output(tmp_path, cached):

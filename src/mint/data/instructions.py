@@ -257,8 +257,6 @@ class InstructionDataset(Dataset):
         self.vocabulary = list(vocabulary) if vocabulary is not None else []
         self.train = train
         self.cache = cache
-        self.custom_audio = instruction_audio_source(self.custom)
-        self._custom_audio_index = {record.audio: i for i, record in enumerate(self.custom_audio.records)}
         clip_weight = sum(tasks.weight(task) for task in TASKS if task != "custom")
         if (source is None or clip_weight == 0) and not self.custom:
             raise ConfigError(
@@ -298,8 +296,7 @@ class InstructionDataset(Dataset):
     def _custom_item(self, line: int, rng: np.random.Generator | None) -> dict:
         record = self.custom[line]
         if self.cache is not None:
-            position = self._custom_audio_index[record.audio]
-            audio = {"features": self._cached(self.custom_audio, position, record.audio)}
+            audio = {"features": self._cached(instruction_audio_source([record]), 0, record.audio)}
         else:
             audio = {"waveform": self.frontend.load(record.audio, rng=rng)}
         return {**audio, "instruction": record.instruction, "response": record.response, "task": "custom"}
