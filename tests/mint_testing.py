@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
 from datetime import timedelta
@@ -108,6 +109,18 @@ def _gloo_worker(rank: int, work: Callable[[int], Any], world: int, init_file: s
         torch.save(work(rank), Path(out_dir) / f"rank{rank}.pt")
     finally:
         dist.destroy_process_group()
+
+
+def cpu_launch_env() -> dict[str, str]:
+    """Environment for a `torchrun` / `accelerate launch` subprocess of the multi-process tests: CPU ranks
+    joined by gloo, as on the CI machine, whatever GPUs this one has (NCCL refuses two ranks on one GPU)."""
+    return {
+        **os.environ,
+        "CUDA_VISIBLE_DEVICES": "",
+        "OMP_NUM_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
 
 
 def run_gloo_workers(work: Callable[[int], Any], world: int, tmp_path: Path, timeout_s: float = 120) -> list:

@@ -141,6 +141,10 @@ def test_classify_cli_matches_a_by_hand_atc_recomputation(model_dir, single_labe
     assert "accuracy" in summary and "broken" in summary and "confusion_matrix.png" in summary
 
 
+def _predictions(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
 def test_runs_are_deterministic_and_independent_of_batching(model_dir, single_label, tmp_path):
     first = run_classification(
         single_label, model_dir, tmp_path / "a", ClassifyOptions(batch_size=7, workers=0, progress=False)
@@ -148,10 +152,16 @@ def test_runs_are_deterministic_and_independent_of_batching(model_dir, single_la
     second = run_classification(
         single_label, model_dir, tmp_path / "b", ClassifyOptions(batch_size=24, workers=2, progress=False)
     )
-    assert first["metrics"] == second["metrics"]
-    assert (tmp_path / "a" / "predictions.jsonl").read_text() == (
-        tmp_path / "b" / "predictions.jsonl"
-    ).read_text()
+    assert first["metrics"] == second["metrics"]  # computed from the decisions alone
+    # Equal decisions and rankings; the scores equal up to float rounding, which on a GPU depends on the
+    # batch shape (bit-identical on CPU).
+    a, b = (_predictions(tmp_path / run / "predictions.jsonl") for run in ("a", "b"))
+    assert [(p["id"], p["prediction"], [label for label, _ in p["top"]]) for p in a] == [
+        (p["id"], p["prediction"], [label for label, _ in p["top"]]) for p in b
+    ]
+    assert [score for p in a for _, score in p["top"]] == pytest.approx(
+        [score for p in b for _, score in p["top"]], abs=1e-6
+    )
 
 
 def test_multi_label_manifest_reports_map(model_dir, multi_label, tmp_path):

@@ -12,7 +12,6 @@ per step exercise the gradient accumulation without reduce-scatter.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -24,7 +23,7 @@ from safetensors.torch import load_file
 
 from mint.cli.main import main
 from mint.modeling import MintModel
-from mint_testing import tiny_instruct_overrides
+from mint_testing import cpu_launch_env, tiny_instruct_overrides
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = str(REPO / "configs" / "instruct" / "tiny.yaml")
@@ -56,9 +55,10 @@ def _launch_fsdp(output_dir: Path, extra: tuple[str, ...] = ()) -> None:
         CONFIG,
         *_overrides(output_dir, extra),
     ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     try:
-        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=150, cwd=REPO)
+        result = subprocess.run(
+            command, env=cpu_launch_env(), capture_output=True, text=True, timeout=150, cwd=REPO
+        )
     except subprocess.TimeoutExpired:
         pytest.fail("the two-process FSDP run did not finish within 150 s")
     assert result.returncode == 0, result.stderr[-3000:]
