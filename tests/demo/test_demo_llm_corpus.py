@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from mint.data.instructions import TEMPLATES
 from mint.data.manifest import ManifestRecord, QAPair, read_manifest, write_manifest
-from mint.demo.llm_corpus import context_documents, corpus_texts
+from mint.demo.llm_corpus import answer_documents, context_documents, corpus_texts
 
 CLIPS = [
     ManifestRecord(
@@ -64,3 +64,16 @@ def test_corpus_texts_hold_every_training_text_and_the_instructions(tmp_path):
         assert set(clip.captions + clip.labels) <= set(texts)
         assert {f"{pair.question} {pair.answer}" for pair in clip.qa} <= set(texts)
     assert set(_instructions("caption")) <= set(texts)
+
+
+def test_answer_documents_state_each_answer_before_its_question(tmp_path):
+    train = _manifest(tmp_path)
+    documents = answer_documents(train, seed=0)
+    pairs = [pair for clip in CLIPS for pair in clip.qa]
+    assert len(documents) == len(pairs)
+    for document, pair in zip(documents, pairs, strict=True):
+        assert document.startswith(f"{pair.answer}. ") and document.endswith(f"{pair.question} {pair.answer}")
+        instruction = document[len(pair.answer) + 2 : -(len(pair.answer) + 1)]
+        assert instruction in {template.format(question=pair.question) for template in TEMPLATES["qa"]}
+    assert answer_documents(train, seed=5) == answer_documents(train, seed=5)
+    assert len({tuple(answer_documents(train, seed=seed)) for seed in range(8)}) > 1

@@ -1,11 +1,18 @@
-"""What the demo's stand-in LLM reads: the training corpus's texts, and short documents in which a clip's
-caption comes before an instruction about the same clip and its answer.
+"""What the demo's stand-in LLM reads: the training corpus's texts, short documents in which a clip's
+caption comes before an instruction about the same clip and its answer, and documents that state a
+question's answer before the question.
 
 A pretrained LLM has read plenty of text whose later sentences depend on earlier ones, which is what
 lets a soft prompt stand in for a description of the audio. The stand-in gets the same habit from
 documents `<caption> <instruction> <response>`: one of the clip's captions, then a stage-2 instruction
 about that clip (a caption request, one of its questions, a tagging request) and its answer. In stage 2
 the soft prompt takes the caption's place. Only training clips are read; held-out text never is.
+
+Captions alone did not teach a two-layer stand-in to read yes/no and attribute answers off its context
+(given a clip's true caption as text, it answered "is the knock loud or soft?" and "can you hear a
+siren?" at chance). Answer documents `<answer>. <instruction> <answer>` teach it to take an answer its
+context states, as a pretrained LLM does; the instruction-aware queries, which see the question, can then
+state the answer in the soft prompt.
 """
 
 from __future__ import annotations
@@ -45,3 +52,14 @@ def context_documents(train: Sequence[ManifestRecord], seed: int) -> list[str]:
             tagging = rng.choice(TEMPLATES["tagging"])
             documents.append(f"{rng.choice(record.captions)} {tagging} {', '.join(record.labels)}")
     return documents
+
+
+def answer_documents(train: Sequence[ManifestRecord], seed: int) -> list[str]:
+    """Per training question: its answer stated, then the question in a QA template drawn with
+    `random.Random(seed)`, then the answer."""
+    rng = random.Random(seed)
+    return [
+        f"{pair.answer}. {rng.choice(TEMPLATES['qa']).format(question=pair.question)} {pair.answer}"
+        for record in train
+        for pair in record.qa
+    ]

@@ -15,7 +15,7 @@ from mint.data.manifest import read_manifest
 from mint.data.synth.corpus import SynthSpec, generate_corpus, single_event_spec
 from mint.demo.config import DemoConfig
 from mint.demo.evaluate import evaluate_demo
-from mint.demo.llm_corpus import context_documents, corpus_texts
+from mint.demo.llm_corpus import answer_documents, context_documents, corpus_texts
 from mint.demo.report import write_report
 from mint.demo.standin_llm import build_word_tokenizer, train_standin_llm
 from mint.llm.config import LLMConfig
@@ -112,7 +112,7 @@ def run_demo(config: DemoConfig, progress: bool = True) -> dict:
     if llm is None:
         llm = str(out / "standin-llm")
         if not (Path(llm) / "config.json").is_file():
-            documents = texts + context_documents(train, config.seed)
+            documents = texts + context_documents(train, config.seed) + answer_documents(train, config.seed)
             train_standin_llm(documents, llm, config.standin_llm, progress=progress)
     timed("llm", start)
 
