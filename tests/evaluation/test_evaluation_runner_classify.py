@@ -69,8 +69,12 @@ def multi_label(tmp_path_factory) -> Path:
     return _manifest_with_a_corrupt_clip(tmp_path_factory.mktemp("multi"), spec)
 
 
+def _jsonl(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
 def _readable_records(manifest: Path) -> list[dict]:
-    records = [json.loads(line) for line in manifest.read_text().splitlines()]
+    records = _jsonl(manifest)
     return [record for record in records if record["id"] != "broken"]
 
 
@@ -123,7 +127,7 @@ def test_classify_cli_matches_a_by_hand_atc_recomputation(model_dir, single_labe
 
     scores = _by_hand_scores(model_dir, single_label, labels)
     expected = [labels[column] for column in scores.argmax(axis=1)]
-    predictions = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    predictions = _jsonl(out / "predictions.jsonl")
     assert [p["id"] for p in predictions] == [record["id"] for record in records]
     assert [p["prediction"] for p in predictions] == expected
     for row, prediction in enumerate(predictions):
@@ -141,10 +145,6 @@ def test_classify_cli_matches_a_by_hand_atc_recomputation(model_dir, single_labe
     assert "accuracy" in summary and "broken" in summary and "confusion_matrix.png" in summary
 
 
-def _predictions(path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
-
-
 def test_runs_are_deterministic_and_independent_of_batching(model_dir, single_label, tmp_path):
     first = run_classification(
         single_label, model_dir, tmp_path / "a", ClassifyOptions(batch_size=7, workers=0, progress=False)
@@ -155,7 +155,7 @@ def test_runs_are_deterministic_and_independent_of_batching(model_dir, single_la
     assert first["metrics"] == second["metrics"]  # computed from the decisions alone
     # Equal decisions and rankings; the scores equal up to float rounding, which on a GPU depends on the
     # batch shape (bit-identical on CPU).
-    a, b = (_predictions(tmp_path / run / "predictions.jsonl") for run in ("a", "b"))
+    a, b = (_jsonl(tmp_path / run / "predictions.jsonl") for run in ("a", "b"))
     assert [(p["id"], p["prediction"], [label for label, _ in p["top"]]) for p in a] == [
         (p["id"], p["prediction"], [label for label, _ in p["top"]]) for p in b
     ]

@@ -61,7 +61,7 @@ def _stage2_trainer() -> TrainerConfig:
     # Held-out QA (250 clips) from one stage-1 model and stand-in LLM: 1500 steps at 5e-4 0.579, 2500
     # steps at 3e-4 0.618, at 5e-4 0.659 (with the task weights below). A Bridge-Net with a linear answer
     # head learns presence and attribute questions at 3e-4 but stays at chance on them at 2e-3 (its loss
-    # stuck at ln 2); the old 1e-3 with 1500 steps gave 0.57.
+    # stuck at ln 2); the old 1e-3 with 1500 steps and the old LLM gave 0.57.
     return TrainerConfig(
         max_steps=2500,
         batch_size=32,
