@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -13,6 +14,11 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """The records of a JSON-lines file (a manifest, predictions, a run's metrics.jsonl)."""
+    return [json.loads(line) for line in Path(path).read_text().splitlines()]
 
 
 def tiny_model_overrides() -> list[str]:

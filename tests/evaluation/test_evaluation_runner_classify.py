@@ -19,7 +19,7 @@ from mint.data.synth import SynthSpec, generate_corpus, single_event_spec
 from mint.evaluation.classify import DEFAULT_TEMPLATES, ClassifyOptions, label_text, run_classification
 from mint.modeling import MintModel
 from mint.training.config import PretrainConfig
-from mint_testing import tiny_pretrain_overrides
+from mint_testing import read_jsonl, tiny_pretrain_overrides
 
 REPO = Path(__file__).resolve().parents[2]
 ESC10 = REPO / ".." / "shared" / "data" / "esc10"
@@ -69,12 +69,8 @@ def multi_label(tmp_path_factory) -> Path:
     return _manifest_with_a_corrupt_clip(tmp_path_factory.mktemp("multi"), spec)
 
 
-def _jsonl(path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
-
-
 def _readable_records(manifest: Path) -> list[dict]:
-    records = _jsonl(manifest)
+    records = read_jsonl(manifest)
     return [record for record in records if record["id"] != "broken"]
 
 
@@ -127,7 +123,7 @@ def test_classify_cli_matches_a_by_hand_atc_recomputation(model_dir, single_labe
 
     scores = _by_hand_scores(model_dir, single_label, labels)
     expected = [labels[column] for column in scores.argmax(axis=1)]
-    predictions = _jsonl(out / "predictions.jsonl")
+    predictions = read_jsonl(out / "predictions.jsonl")
     assert [p["id"] for p in predictions] == [record["id"] for record in records]
     assert [p["prediction"] for p in predictions] == expected
     for row, prediction in enumerate(predictions):
@@ -155,7 +151,7 @@ def test_runs_are_deterministic_and_independent_of_batching(model_dir, single_la
     assert first["metrics"] == second["metrics"]  # computed from the decisions alone
     # Equal decisions and rankings; the scores equal up to float rounding, which on a GPU depends on the
     # batch shape (bit-identical on CPU).
-    a, b = (_jsonl(tmp_path / run / "predictions.jsonl") for run in ("a", "b"))
+    a, b = (read_jsonl(tmp_path / run / "predictions.jsonl") for run in ("a", "b"))
     assert [(p["id"], p["prediction"], [label for label, _ in p["top"]]) for p in a] == [
         (p["id"], p["prediction"], [label for label, _ in p["top"]]) for p in b
     ]

@@ -9,7 +9,6 @@ of a single process.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
@@ -17,14 +16,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from mint_testing import cpu_launch_env, tiny_pretrain_overrides
+from mint_testing import cpu_launch_env, read_jsonl, tiny_pretrain_overrides
 
 STEPS = 3
 LOSSES = ("loss", "loss_atc", "loss_atm", "loss_atg", "temperature", "lr")
-
-
-def _records(output_dir) -> list[dict]:
-    return [json.loads(line) for line in (output_dir / "metrics.jsonl").read_text().splitlines()]
 
 
 def _torchrun_pretrain(processes: int, output_dir) -> None:
@@ -54,7 +49,7 @@ def test_two_processes_log_the_losses_and_train_the_weights_of_one(tmp_path):
     _torchrun_pretrain(2, double)
     _torchrun_pretrain(1, single)
 
-    one, two = _records(single), _records(double)
+    one, two = read_jsonl(single / "metrics.jsonl"), read_jsonl(double / "metrics.jsonl")
     # Only rank 0 writes the log: one line per step.
     assert [r["step"] for r in two] == list(range(1, STEPS + 1))
     for a, b in zip(one, two, strict=True):

@@ -23,7 +23,7 @@ from mint.modeling import MintConfig, MintModel
 from mint.training.config import InstructConfig
 from mint.training.instruct import build_instruct_model, run_instruction_tuning
 from mint.training.trainer import Trainer
-from mint_testing import tiny_instruct_overrides, tiny_model_overrides
+from mint_testing import read_jsonl, tiny_instruct_overrides, tiny_model_overrides
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -57,7 +57,7 @@ def trained(single_thread, tmp_path_factory):
 
 
 def test_instruct_cli_writes_metrics_config_checkpoint_and_a_model(trained):
-    records = [json.loads(line) for line in (trained / "metrics.jsonl").read_text().splitlines()]
+    records = read_jsonl(trained / "metrics.jsonl")
     assert [r["step"] for r in records] == [1, 2, 3]
     assert all({"step", "loss", "lr"} <= set(r) and np.isfinite(r["loss"]) for r in records)
     saved = load_config(InstructConfig, trained / "config.yaml")

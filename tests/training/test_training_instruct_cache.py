@@ -26,7 +26,7 @@ from mint.training.instruct import (
     run_instruction_tuning,
 )
 from mint.training.pretrain import run_feature_caching
-from mint_testing import jitter_trainable_, tiny_instruct_overrides, tiny_pretrain_overrides
+from mint_testing import jitter_trainable_, read_jsonl, tiny_instruct_overrides, tiny_pretrain_overrides
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -45,7 +45,7 @@ def _config(output_dir, steps: int = 2, extra: list[str] = ()) -> InstructConfig
 
 
 def _losses(output_dir) -> list[float]:
-    return [json.loads(line)["loss"] for line in (output_dir / "metrics.jsonl").read_text().splitlines()]
+    return [record["loss"] for record in read_jsonl(output_dir / "metrics.jsonl")]
 
 
 @pytest.fixture

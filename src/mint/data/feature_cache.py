@@ -70,7 +70,14 @@ class FeatureCache:
 
     def load(self, source: ClipSource, index: int, clip_id: str) -> torch.Tensor:
         """Cached features [T, D] (fp16) of clip `index`, or StaleCacheError naming the clip and why."""
-        path = self.path(self.key(source.content_digest(index)))
+        try:
+            digest = source.content_digest(index)
+        except OSError as error:
+            # The content digest that keys the cache is read from the audio, which must still exist.
+            raise DataError(
+                f"clip {clip_id!r}: its audio cannot be read to find its cached features ({error})"
+            ) from None
+        path = self.path(self.key(digest))
         if not path.is_file():
             raise StaleCacheError(
                 f"feature cache {self.directory}: no valid entry for clip {clip_id!r}: {self._stale_reason()}; "
@@ -102,6 +109,11 @@ class CacheReport:
     written: int = 0
     already_cached: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)  # (clip id, reason)
+
+    def add(self, other: CacheReport) -> None:
+        self.written += other.written
+        self.already_cached += other.already_cached
+        self.failed.extend(other.failed)
 
 
 @torch.no_grad()

@@ -30,7 +30,6 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
-import torch
 from torch.utils.data import Dataset
 
 from mint.audio.frontend import AudioFrontend
@@ -284,19 +283,10 @@ class InstructionDataset(Dataset):
             return self._custom_item(int(rng.integers(len(self.custom))), rng)
         return self._clip_item(index, rng)
 
-    def _cached(self, source: ClipSource, index: int, name: str) -> torch.Tensor:
-        try:
-            return self.cache.load(source, index, name)
-        except OSError as error:
-            # The content digest that keys the cache is read from the audio, which must still exist.
-            raise DataError(
-                f"clip {name!r}: its audio cannot be read to find its cached features ({error})"
-            ) from None
-
     def _custom_item(self, line: int, rng: np.random.Generator | None) -> dict:
         record = self.custom[line]
         if self.cache is not None:
-            audio = {"features": self._cached(instruction_audio_source([record]), 0, record.audio)}
+            audio = {"features": self.cache.load(instruction_audio_source([record]), 0, record.audio)}
         else:
             audio = {"waveform": self.frontend.load(record.audio, rng=rng)}
         return {**audio, "instruction": record.instruction, "response": record.response, "task": "custom"}
@@ -304,7 +294,7 @@ class InstructionDataset(Dataset):
     def _clip_item(self, index: int, rng: np.random.Generator | None) -> dict:
         if self.cache is not None:
             clip = self.source.clip(index)
-            audio = {"features": self._cached(self.source, index, clip.id)}
+            audio = {"features": self.cache.load(self.source, index, clip.id)}
         else:
             clip, waveform = self.source.load(index, self.frontend, rng)
             audio = {"waveform": waveform}

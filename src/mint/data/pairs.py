@@ -135,6 +135,12 @@ def collate_audio(items: list[dict]) -> dict[str, torch.Tensor]:
     return {"waveforms": waveforms, "lengths": lengths}
 
 
+def audio_inputs(batch: dict) -> dict[str, torch.Tensor]:
+    """The audio entries of a `collate_audio` batch, as the model's forward takes them."""
+    keys = ("features", "feature_mask") if "features" in batch else ("waveforms", "lengths")
+    return {key: batch[key] for key in keys}
+
+
 def pad_features(features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """Stack [T_i, D] feature sequences into [B, T_max, D] (float32) with a [B, T_max] validity mask."""
     longest = max(f.shape[0] for f in features)

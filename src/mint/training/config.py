@@ -67,6 +67,17 @@ class SyntheticDataConfig:
     max_events: int = 3
 
 
+def _check_clip_data(data: DataConfig | InstructDataConfig) -> None:
+    """What either stage's data section needs: the file its source names, and a cache directory when the
+    cache is used."""
+    if data.source == "manifest" and not data.manifest:
+        raise ConfigError("data.manifest: required when data.source is 'manifest'")
+    if data.source == "shards" and not data.shards:
+        raise ConfigError("data.shards: required when data.source is 'shards'")
+    if data.use_feature_cache and not data.feature_cache:
+        raise ConfigError("data.feature_cache: required when data.use_feature_cache is true")
+
+
 @dataclass
 class DataConfig:
     source: Literal["synthetic", "manifest", "shards"] = "synthetic"
@@ -80,12 +91,7 @@ class DataConfig:
     caption_templates: list[str] | None = None
 
     def __post_init__(self) -> None:
-        if self.source == "manifest" and not self.manifest:
-            raise ConfigError("data.manifest: required when data.source is 'manifest'")
-        if self.source == "shards" and not self.shards:
-            raise ConfigError("data.shards: required when data.source is 'shards'")
-        if self.use_feature_cache and not self.feature_cache:
-            raise ConfigError("data.feature_cache: required when data.use_feature_cache is true")
+        _check_clip_data(self)
         if self.caption_templates is not None:
             check_templates(self.caption_templates, "data.caption_templates")
 
@@ -118,14 +124,9 @@ class InstructDataConfig:
     use_feature_cache: bool = False
 
     def __post_init__(self) -> None:
-        if self.source == "manifest" and not self.manifest:
-            raise ConfigError("data.manifest: required when data.source is 'manifest'")
-        if self.source == "shards" and not self.shards:
-            raise ConfigError("data.shards: required when data.source is 'shards'")
         if self.source == "none" and not self.instructions:
             raise ConfigError("data.instructions: required when data.source is 'none'")
-        if self.use_feature_cache and not self.feature_cache:
-            raise ConfigError("data.feature_cache: required when data.use_feature_cache is true")
+        _check_clip_data(self)
 
 
 @dataclass

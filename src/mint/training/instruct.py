@@ -10,9 +10,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mint.audio.frontend import AudioFrontend, FrontendConfig
 from mint.config import save_config
-from mint.data.feature_cache import CacheReport, FeatureCache, build_feature_cache
+from mint.data.feature_cache import CacheReport, FeatureCache
 from mint.data.instructions import (
     InstructionDataset,
     collate_instructions,
@@ -20,12 +19,13 @@ from mint.data.instructions import (
     label_vocabulary,
     read_instruction_file,
 )
-from mint.encoders import AudioEncoder, build_encoder
-from mint.errors import ConfigError
+from mint.data.pairs import audio_inputs
+from mint.data.sources import ClipSource
+from mint.encoders import AudioEncoder
 from mint.modeling import MintModel
 from mint.training.config import InstructConfig
 from mint.training.plots import plot_training_curves
-from mint.training.pretrain import build_source
+from mint.training.pretrain import build_source, cache_features, frontend_for
 from mint.training.trainer import Trainer, TrainResult
 
 logger = logging.getLogger(__name__)
@@ -42,17 +42,13 @@ def build_instruct_model(config: InstructConfig) -> MintModel:
     return model
 
 
-def instruct_frontend(config: InstructConfig, sample_rate: int) -> AudioFrontend:
-    return AudioFrontend(FrontendConfig(sample_rate=sample_rate, max_seconds=config.model.max_audio_seconds))
-
-
 def build_instruction_dataset(
     config: InstructConfig, encoder: AudioEncoder, train: bool = True
 ) -> InstructionDataset:
     """The stage-2 items of `config.data` at `encoder`'s sample rate; with `data.use_feature_cache`, the
     cached outputs of `encoder` instead of waveforms."""
     data = config.data
-    frontend = instruct_frontend(config, encoder.sample_rate)
+    frontend = frontend_for(config, encoder.sample_rate)
     source = None if data.source == "none" else build_source(data, encoder.sample_rate)
     custom = read_instruction_file(data.instructions) if data.instructions else ()
     cache = None
@@ -79,11 +75,10 @@ def run_instruction_tuning(config: InstructConfig) -> TrainResult:
     dataset = build_instruction_dataset(config, model.encoder)
 
     def loss_fn(wrapped: nn.Module, batch: dict, generator: torch.Generator):
-        audio_keys = ("features", "feature_mask") if "features" in batch else ("waveforms", "lengths")
         out = wrapped(
             instructions=batch["instructions"],
             responses=batch["responses"],
-            **{key: batch[key] for key in audio_keys},
+            **audio_inputs(batch),
         )
         return out.loss, {}
 
@@ -109,19 +104,11 @@ def run_instruct_feature_caching(
     """Cache the encoder outputs of every clip of the source and every audio file of the instruction file
     that training reads (`data.tasks.custom` above 0), in `data.feature_cache`."""
     data = config.data
-    if not data.feature_cache:
-        raise ConfigError("data.feature_cache: set the directory to write the cache to")
-    encoder = build_encoder(config.model.encoder)
-    frontend = instruct_frontend(config, encoder.sample_rate)
-    sources = [] if data.source == "none" else [build_source(data, encoder.sample_rate)]
-    if data.instructions and data.tasks.custom > 0:
-        sources.append(instruction_audio_source(read_instruction_file(data.instructions)))
-    total = CacheReport()
-    for source in sources:
-        report = build_feature_cache(
-            encoder, source, frontend, data.feature_cache, batch_size, progress=progress
-        )
-        total.written += report.written
-        total.already_cached += report.already_cached
-        total.failed.extend(report.failed)
-    return total
+
+    def sources(sample_rate: int) -> list[ClipSource]:
+        clips = [] if data.source == "none" else [build_source(data, sample_rate)]
+        if data.instructions and data.tasks.custom > 0:
+            clips.append(instruction_audio_source(read_instruction_file(data.instructions)))
+        return clips
+
+    return cache_features(config, sources, batch_size, progress)

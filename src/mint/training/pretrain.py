@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -11,14 +12,14 @@ from torch import nn
 from mint.audio.frontend import AudioFrontend, FrontendConfig
 from mint.config import save_config
 from mint.data.feature_cache import CacheReport, FeatureCache, build_feature_cache
-from mint.data.pairs import CaptionPairDataset, collate_pairs
+from mint.data.pairs import CaptionPairDataset, audio_inputs, collate_pairs
 from mint.data.shards import ShardSource
 from mint.data.sources import ClipSource, ManifestSource, SyntheticSource
 from mint.data.synth.corpus import SynthSpec
 from mint.encoders import build_encoder
 from mint.errors import ConfigError
 from mint.modeling import MintModel
-from mint.training.config import DataConfig, PretrainConfig
+from mint.training.config import DataConfig, InstructConfig, PretrainConfig
 from mint.training.plots import plot_training_curves
 from mint.training.trainer import Trainer, TrainResult
 
@@ -42,7 +43,8 @@ def build_source(data: DataConfig, sample_rate: int) -> ClipSource:
     return SyntheticSource(spec)
 
 
-def frontend_for(config: PretrainConfig, sample_rate: int) -> AudioFrontend:
+def frontend_for(config: PretrainConfig | InstructConfig, sample_rate: int) -> AudioFrontend:
+    """The front end of either stage's run config at the encoder's sample rate."""
     return AudioFrontend(FrontendConfig(sample_rate=sample_rate, max_seconds=config.model.max_audio_seconds))
 
 
@@ -70,11 +72,6 @@ def run_pretraining(config: PretrainConfig) -> TrainResult:
 
     def loss_fn(wrapped: nn.Module, batch: dict, generator: torch.Generator):
         input_ids, attention_mask = model.tokenize(batch["captions"], device=batch["audio_keys"].device)
-        audio = (
-            {"features": batch["features"], "feature_mask": batch["feature_mask"]}
-            if "features" in batch
-            else {"waveforms": batch["waveforms"], "lengths": batch["lengths"]}
-        )
         out = wrapped(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -82,7 +79,7 @@ def run_pretraining(config: PretrainConfig) -> TrainResult:
             text_keys=batch["text_keys"],
             generator=generator,
             weights=config.objectives,
-            **audio,
+            **audio_inputs(batch),
         )
         return out.loss, {
             "loss_atc": out.loss_atc,
@@ -107,12 +104,29 @@ def run_pretraining(config: PretrainConfig) -> TrainResult:
     return result
 
 
-def run_feature_caching(config: PretrainConfig, batch_size: int = 16, progress: bool = True) -> CacheReport:
+def cache_features(
+    config: PretrainConfig | InstructConfig,
+    sources: Callable[[int], list[ClipSource]],
+    batch_size: int = 16,
+    progress: bool = True,
+) -> CacheReport:
+    """Cache the encoder outputs of every clip of `sources(sample_rate)` in `config.data.feature_cache`
+    (either stage: entries are keyed by content, encoder and front end, not by stage)."""
     if not config.data.feature_cache:
         raise ConfigError("data.feature_cache: set the directory to write the cache to")
     encoder = build_encoder(config.model.encoder)
     frontend = frontend_for(config, encoder.sample_rate)
-    source = build_source(config.data, encoder.sample_rate)
-    return build_feature_cache(
-        encoder, source, frontend, config.data.feature_cache, batch_size, progress=progress
+    total = CacheReport()
+    for source in sources(encoder.sample_rate):
+        total.add(
+            build_feature_cache(
+                encoder, source, frontend, config.data.feature_cache, batch_size, progress=progress
+            )
+        )
+    return total
+
+
+def run_feature_caching(config: PretrainConfig, batch_size: int = 16, progress: bool = True) -> CacheReport:
+    return cache_features(
+        config, lambda sample_rate: [build_source(config.data, sample_rate)], batch_size, progress
     )
