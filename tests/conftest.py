@@ -8,6 +8,8 @@ from collections.abc import Iterator
 import pytest
 import torch
 
+from mint_testing import require_java
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -26,3 +28,9 @@ def single_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def java() -> None:
+    """For tests of the caption metrics, whose PTB tokenizer and METEOR run on Java (`usefixtures("java")`)."""
+    require_java()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from datetime import timedelta
@@ -14,6 +16,44 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+
+SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+ESC10 = SHARED_DATA / "esc10"
+AUDIOCAPS_CAPTIONS = SHARED_DATA / "audiocaps-captions"
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def missing(what: str) -> None:
+    """Stop a test that needs something this machine lacks: a skip on a developer's machine, a failure
+    under CI=true, where `make test` installs every dependency and ../shared sits beside the repo, so that
+    a broken install step cannot hide behind a skip."""
+    message = f"needs {what}"
+    if in_ci():
+        pytest.fail(f"{message} (CI=true: nothing may be missing)", pytrace=False)
+    pytest.skip(message, allow_module_level=True)
+
+
+def require_module(name: str, install: str) -> Any:
+    """Import `name`, or stop the test naming the package to install."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        missing(f"the Python module {name} ({install})")
+
+
+def require_java() -> None:
+    if shutil.which("java") is None:
+        missing("java on PATH (pycocoevalcap's PTB tokenizer and METEOR run on it)")
+
+
+def require_shared(path: Path) -> Path:
+    """A file or folder of ../shared/data, or stop the test naming it."""
+    if not path.exists():
+        missing(f"the shared data {path.resolve()}")
+    return path
 
 
 def read_jsonl(path: Path) -> list[dict]:

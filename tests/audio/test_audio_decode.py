@@ -15,8 +15,9 @@ from hypothesis import strategies as st
 
 from mint.audio import audio_info, read_audio
 from mint.errors import AudioError, UnsupportedAudioFormatError
+from mint_testing import ESC10, missing, require_shared
 
-ESC10_AUDIO = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "esc10" / "audio"
+ESC10_AUDIO = ESC10 / "audio"
 
 RATE = 22050
 FRAMES = 3 * RATE
@@ -137,11 +138,9 @@ def test_segment_reads_hold_only_the_segment_in_memory(tmp_path: Path) -> None:
 
 
 def esc10_files() -> list[Path]:
-    if not ESC10_AUDIO.is_dir():
-        pytest.skip(f"ESC-10 audio not found at {ESC10_AUDIO}")
-    files = sorted(ESC10_AUDIO.glob("*.ogg"))
+    files = sorted(require_shared(ESC10_AUDIO).glob("*.ogg"))
     if not files:
-        pytest.skip(f"no .ogg files in {ESC10_AUDIO}")
+        missing(f"the .ogg files of {ESC10_AUDIO}")
     return files
 
 

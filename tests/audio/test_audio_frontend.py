@@ -18,8 +18,9 @@ from scipy.signal import correlate, resample_poly
 
 from mint.audio import AudioFrontend, FrontendConfig, crop, pad_batch, read_audio, resample, to_mono
 from mint.errors import AudioError, ConfigError
+from mint_testing import ESC10, require_shared
 
-ESC10_AUDIO = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "esc10" / "audio"
+ESC10_AUDIO = ESC10 / "audio"
 
 
 def sine(freq: float, rate: int, frames: int, amplitude: float = 0.5) -> np.ndarray:
@@ -203,9 +204,7 @@ def test_load_decodes_only_the_window(tmp_path: Path) -> None:
 
 
 def test_load_real_esc10_clip() -> None:
-    if not ESC10_AUDIO.is_dir() or not any(ESC10_AUDIO.glob("*.ogg")):
-        pytest.skip(f"ESC-10 audio not found at {ESC10_AUDIO}")
-    path = sorted(ESC10_AUDIO.glob("*.ogg"))[0]
+    path = sorted(require_shared(ESC10_AUDIO).glob("*.ogg"))[0]
     decoded = read_audio(path)
     out = AudioFrontend().load(path)
     assert len(out) == round(len(decoded.samples) * 16000 / 44100)

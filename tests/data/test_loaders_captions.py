@@ -13,9 +13,9 @@ import soundfile as sf
 from mint.data.loaders import prepare
 from mint.data.manifest import read_manifest
 from mint.errors import DataError
+from mint_testing import AUDIOCAPS_CAPTIONS, require_shared
 
 RATE = 16000
-SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
 
 
 def _tone(path: Path, frames: int = 1600) -> Path:
@@ -70,9 +70,7 @@ def test_audiocaps_groups_captions_and_matches_file_names(tmp_path):
 
 
 def test_audiocaps_real_test_table_has_five_captions_per_clip(tmp_path):
-    table = SHARED / "data" / "audiocaps-captions" / "test.csv"
-    if not table.is_file():
-        pytest.skip(f"shared AudioCaps captions not found at {table}")
+    table = require_shared(AUDIOCAPS_CAPTIONS / "test.csv")
     expected: dict[tuple[str, str], list[str]] = {}
     with table.open(newline="") as handle:
         for row in csv.DictReader(handle):

@@ -14,13 +14,11 @@ from mint.cli.main import main
 from mint.data.loaders import LOADERS, PrepareReport, Skip, prepare
 from mint.data.manifest import read_manifest
 from mint.errors import DataError
-
-ESC10 = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "esc10"
+from mint_testing import ESC10, require_shared
 
 
 def _needs_esc10() -> None:
-    if not (ESC10 / "meta.csv").is_file():
-        pytest.skip(f"shared ESC-10 not found at {ESC10}")
+    require_shared(ESC10 / "meta.csv")
 
 
 def test_cli_prepares_the_shared_esc10(tmp_path, capsys):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 
 import pytest
 
@@ -18,9 +17,7 @@ from mint.evaluation.metrics import (
 )
 from mint.evaluation.metrics.spice import SPICE_UNAVAILABLE
 
-needs_java = pytest.mark.skipif(
-    shutil.which("java") is None, reason="java is not on PATH; PTB tokenisation needs it"
-)
+needs_java = pytest.mark.usefixtures("java")
 
 
 @needs_java

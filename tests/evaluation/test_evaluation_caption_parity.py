@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,27 +20,23 @@ from mint.evaluation.metrics import (
     ptb_tokenize,
     rouge_l,
 )
+from mint_testing import AUDIOCAPS_CAPTIONS, require_module, require_shared
 
-pytest.importorskip("pycocoevalcap")
-from pycocoevalcap.bleu.bleu import Bleu
-from pycocoevalcap.cider.cider import Cider
-from pycocoevalcap.meteor.meteor import Meteor
-from pycocoevalcap.rouge.rouge import Rouge
-from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+require_module("pycocoevalcap", "pip install pycocoevalcap")
+from pycocoevalcap.bleu.bleu import Bleu  # noqa: E402 (after the check that names the package)
+from pycocoevalcap.cider.cider import Cider  # noqa: E402 (after the check that names the package)
+from pycocoevalcap.meteor.meteor import Meteor  # noqa: E402 (after the check that names the package)
+from pycocoevalcap.rouge.rouge import Rouge  # noqa: E402 (after the check that names the package)
+from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer  # noqa: E402 (after the check that names the package)
 
-AUDIOCAPS_TEST = (
-    Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "audiocaps-captions" / "test.csv"
-)
+AUDIOCAPS_TEST = AUDIOCAPS_CAPTIONS / "test.csv"
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("java") is None, reason="java is not on PATH; PTB tokenisation and METEOR need it"
-)
+pytestmark = pytest.mark.usefixtures("java")
 
 
 @pytest.fixture(scope="module")
 def audiocaps() -> tuple[dict[str, str], dict[str, list[str]]]:
-    if not AUDIOCAPS_TEST.is_file():
-        pytest.skip(f"shared data not found at {AUDIOCAPS_TEST}")
+    require_shared(AUDIOCAPS_TEST)
     clips: dict[str, list[str]] = {}
     with AUDIOCAPS_TEST.open(newline="", encoding="utf-8") as handle:
         for row in csv.DictReader(handle):

@@ -12,11 +12,12 @@ from hypothesis import strategies as st
 from mint.errors import DataError
 from mint.evaluation.metrics import bleu, cider_d, rouge_l
 from mint.evaluation.metrics.rouge import lcs_length
+from mint_testing import require_module
 
-pytest.importorskip("pycocoevalcap")
-from pycocoevalcap.bleu.bleu import Bleu
-from pycocoevalcap.cider.cider import Cider
-from pycocoevalcap.rouge.rouge import Rouge
+require_module("pycocoevalcap", "pip install pycocoevalcap")
+from pycocoevalcap.bleu.bleu import Bleu  # noqa: E402 (after the check that names the package)
+from pycocoevalcap.cider.cider import Cider  # noqa: E402 (after the check that names the package)
+from pycocoevalcap.rouge.rouge import Rouge  # noqa: E402 (after the check that names the package)
 
 # Two items. Item 1: every n-gram of the candidate is in the first reference; the closest
 # reference length is 4 (the second reference, |4 - 4| = 0). Item 2: "birds" is clipped to one

@@ -12,8 +12,9 @@ from mint.evaluation.metrics import (
     confusion_matrix,
     mean_average_precision,
 )
+from mint_testing import require_module
 
-sklearn_metrics = pytest.importorskip("sklearn.metrics")
+sklearn_metrics = require_module("sklearn.metrics", "pip install scikit-learn")
 
 CLASSES = [f"class{index}" for index in range(7)]
 

@@ -19,10 +19,9 @@ from mint.data.synth import SynthSpec, generate_corpus, single_event_spec
 from mint.evaluation.classify import DEFAULT_TEMPLATES, ClassifyOptions, label_text, run_classification
 from mint.modeling import MintModel
 from mint.training.config import PretrainConfig
-from mint_testing import read_jsonl, tiny_pretrain_overrides
+from mint_testing import ESC10, read_jsonl, require_shared, tiny_pretrain_overrides
 
 REPO = Path(__file__).resolve().parents[2]
-ESC10 = REPO / ".." / "shared" / "data" / "esc10"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -206,8 +205,7 @@ def test_generative_classification_and_captioning_need_a_stage_2_model(
 
 
 def test_esc10_fold_classification_reports_every_class(model_dir, tmp_path):
-    if not (ESC10 / "meta.csv").is_file():
-        pytest.skip(f"ESC-10 data not found at {ESC10}")
+    require_shared(ESC10 / "meta.csv")
     manifest = tmp_path / "esc10.jsonl"
     assert main(["data", "prepare", "esc50", str(ESC10), "--out", str(manifest), "--folds", "5"]) == 0
     out = tmp_path / "out"

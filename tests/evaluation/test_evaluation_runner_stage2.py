@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,7 @@ from mint.training.config import PretrainConfig
 from mint_testing import tiny_pretrain_overrides
 
 REPO = Path(__file__).resolve().parents[2]
-needs_java = pytest.mark.skipif(shutil.which("java") is None, reason="caption metrics run Java (PTB, METEOR)")
+needs_java = pytest.mark.usefixtures("java")
 
 
 @pytest.fixture(scope="module", autouse=True)

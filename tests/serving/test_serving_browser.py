@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from mint_testing import missing
+
 REPO = Path(__file__).resolve().parents[2]
 BROWSER_DIR = Path(__file__).resolve().parent / "browser"
 CHROMIUM = Path(os.environ.get("MINT_CHROMIUM", "/usr/bin/chromium"))
@@ -23,25 +25,22 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def _missing_tools() -> list[str]:
-    missing = []
+    absent = []
     if shutil.which("node") is None:
-        missing.append("node (Node.js 20+)")
+        absent.append("node (Node.js 20+)")
     if not CHROMIUM.is_file():
-        missing.append(f"{CHROMIUM} (Debian package chromium)")
+        absent.append(f"{CHROMIUM} (Debian package chromium)")
     if not (BROWSER_DIR / "node_modules" / "playwright-core" / "package.json").is_file():
-        missing.append(f"playwright-core in {BROWSER_DIR / 'node_modules'} (npm ci --prefix {BROWSER_DIR})")
-    return missing
+        absent.append(f"playwright-core in {BROWSER_DIR / 'node_modules'} (npm ci --prefix {BROWSER_DIR})")
+    return absent
 
 
 @pytest.fixture(scope="module")
 def tools() -> None:
-    missing = _missing_tools()
-    if not missing:
+    absent = _missing_tools()
+    if not absent:
         return
-    message = f"the browser test needs {', '.join(missing)}; `make test` installs them (target browser-deps)"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(message)
-    pytest.skip(message)
+    missing(f"{', '.join(absent)}; `make test` installs them (target browser-deps)")
 
 
 def _free_port() -> int:

@@ -10,10 +10,9 @@ from pathlib import Path
 import pytest
 
 from mint.data.manifest import read_manifest
-from mint_testing import tiny_model_overrides
+from mint_testing import ESC10, require_shared, tiny_model_overrides
 
 REPO = Path(__file__).resolve().parents[2]
-ESC10 = REPO / ".." / "shared" / "data" / "esc10"
 CLASSES = ("Dog bark", "Rooster", "Chainsaw")
 
 
@@ -52,8 +51,7 @@ def test_missing_data_fails_with_a_clear_message(tmp_path, capsys):
 
 
 def test_check_trains_on_folds_1_to_4_and_classifies_fold_5(tmp_path, capsys):
-    if not (ESC10 / "meta.csv").is_file():
-        pytest.skip(f"ESC-10 data not present at {ESC10}")
+    require_shared(ESC10 / "meta.csv")
     chosen = _small_esc10(tmp_path / "esc10")
     out = tmp_path / "out"
     overrides = [
