@@ -21,9 +21,9 @@ CLIPS = 16
 
 
 def _step_seconds(output_dir: Path) -> float:
-    """Median time of the steps after the first (the log's samples_per_s is cumulative)."""
-    records = [json.loads(line) for line in (output_dir / "metrics.jsonl").read_text().splitlines()]
-    elapsed = [BATCH * r["step"] / r["samples_per_s"] for r in records]
+    """Median time of the steps after the first (timing.jsonl's elapsed_s is cumulative)."""
+    records = [json.loads(line) for line in (output_dir / "timing.jsonl").read_text().splitlines()]
+    elapsed = [r["elapsed_s"] for r in records]
     return statistics.median(b - a for a, b in itertools.pairwise(elapsed))
 
 

@@ -181,9 +181,8 @@ def run(args: argparse.Namespace) -> dict:
 
             run_instruction_tuning(config)
         wall = time.perf_counter() - started
-        records = [json.loads(line) for line in (work / "run" / "metrics.jsonl").read_text().splitlines()]
-        # samples_per_s is cumulative since the first step: elapsed(k) = batch * k / samples_per_s(k).
-        elapsed = [config.trainer.batch_size * r["step"] / r["samples_per_s"] for r in records]
+        records = [json.loads(line) for line in (work / "run" / "timing.jsonl").read_text().splitlines()]
+        elapsed = [r["elapsed_s"] for r in records]
         step_seconds = [b - a for a, b in zip([0.0, *elapsed], elapsed, strict=False)]
         steady = step_seconds[1:] or step_seconds
         model = config.model

@@ -16,8 +16,13 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 @pytest.fixture(autouse=True)
 def _seed():
+    """A seeded RNG for every test; the thread count and deterministic kernels a training run set
+    (`mint.training.runtime.configure_torch`) do not leak into the next test."""
     torch.manual_seed(0)
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     yield
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(deterministic)
 
 
 @pytest.fixture(scope="module")

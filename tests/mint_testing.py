@@ -83,8 +83,8 @@ def tiny_model_overrides() -> list[str]:
 
 
 def tiny_run_overrides(output_dir, steps: int, num_clips: int) -> list[str]:
-    """Dotted overrides for a short run on a few 1.5 s generated single-event clips, batch 4, logging every
-    step and saving a checkpoint at the last one."""
+    """Dotted overrides for a short run on a few 1.5 s generated single-event clips, batch 4, one thread,
+    logging every step and saving a checkpoint at the last one."""
     return [
         f"output_dir={output_dir}",
         "data.source=synthetic",
@@ -97,6 +97,7 @@ def tiny_run_overrides(output_dir, steps: int, num_clips: int) -> list[str]:
         "trainer.log_every=1",
         f"trainer.save_every={steps}",
         "trainer.progress_bar=false",
+        "trainer.num_threads=1",  # a model this small runs fastest on one thread
     ]
 
 

@@ -10,21 +10,17 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+from mint.cli.run_args import add_run_arguments, print_training_result, run_overrides
 from mint.config import load_config
 from mint.errors import AudioError, ConfigError, MintError
-
-_OVERRIDES_HELP = "dotted overrides, e.g. trainer.max_steps=20 output_dir=runs/x"
 
 
 def _instruct(args: argparse.Namespace) -> int:
     from mint.training.config import InstructConfig
     from mint.training.instruct import run_instruction_tuning
 
-    config = load_config(InstructConfig, args.config, args.overrides)
-    result = run_instruction_tuning(config)
-    print(f"trained to step {result.final_step}; model saved to {config.output_dir}/model")
-    if result.skipped_nonfinite:
-        print(f"{result.skipped_nonfinite} step(s) skipped for a non-finite loss")
+    config = load_config(InstructConfig, args.config, run_overrides(args))
+    print_training_result(run_instruction_tuning(config), config.output_dir)
     return 0
 
 
@@ -161,8 +157,7 @@ def _generation_options(parser: argparse.ArgumentParser) -> None:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     instruct = subparsers.add_parser("instruct", help="stage 2: instruction tuning against a frozen LLM")
-    instruct.add_argument("config", help="YAML run config, e.g. configs/instruct/tiny.yaml")
-    instruct.add_argument("overrides", nargs="*", help=_OVERRIDES_HELP)
+    add_run_arguments(instruct, "configs/instruct/tiny.yaml")
     instruct.set_defaults(func=_instruct)
 
     caption = subparsers.add_parser("caption", help="caption audio files with a stage-2 model")

@@ -5,20 +5,16 @@ from __future__ import annotations
 
 import argparse
 
+from mint.cli.run_args import add_run_arguments, print_training_result, run_overrides
 from mint.config import load_config
-
-_OVERRIDES_HELP = "dotted overrides, e.g. trainer.max_steps=20 output_dir=runs/x"
 
 
 def _pretrain(args: argparse.Namespace) -> int:
     from mint.training.config import PretrainConfig
     from mint.training.pretrain import run_pretraining
 
-    config = load_config(PretrainConfig, args.config, args.overrides)
-    result = run_pretraining(config)
-    print(f"trained to step {result.final_step}; model saved to {config.output_dir}/model")
-    if result.skipped_nonfinite:
-        print(f"{result.skipped_nonfinite} step(s) skipped for a non-finite loss")
+    config = load_config(PretrainConfig, args.config, run_overrides(args))
+    print_training_result(run_pretraining(config), config.output_dir)
     return 0
 
 
@@ -46,16 +42,14 @@ def _cache_features(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     pretrain = subparsers.add_parser("pretrain", help="stage 1: multi-target pre-training (ATC, ATM, ATG)")
-    pretrain.add_argument("config", help="YAML run config, e.g. configs/pretrain/tiny.yaml")
-    pretrain.add_argument("overrides", nargs="*", help=_OVERRIDES_HELP)
+    add_run_arguments(pretrain, "configs/pretrain/tiny.yaml")
     pretrain.set_defaults(func=_pretrain)
 
     cache = subparsers.add_parser(
         "cache-features",
         help="store frozen-encoder features once, for data.use_feature_cache=true in either stage",
     )
-    cache.add_argument("config", help="the YAML run config (its data.feature_cache is written)")
-    cache.add_argument("overrides", nargs="*", help=_OVERRIDES_HELP)
+    add_run_arguments(cache, "configs/pretrain/tiny.yaml (its data.feature_cache is written)", training=False)
     cache.add_argument("--batch-size", type=int, default=16)
     cache.add_argument(
         "--stage",

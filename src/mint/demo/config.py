@@ -54,6 +54,7 @@ def _stage1_trainer() -> TrainerConfig:
         log_every=5,
         save_every=200,
         keep_last=1,
+        deterministic=True,
     )
 
 
@@ -71,6 +72,7 @@ def _stage2_trainer() -> TrainerConfig:
         log_every=5,
         save_every=200,
         keep_last=1,
+        deterministic=True,
     )
 
 

@@ -23,6 +23,7 @@ from mint.modeling.config import MintConfig
 from mint.training.config import DataConfig, InstructConfig, InstructDataConfig, PretrainConfig
 from mint.training.instruct import run_instruction_tuning
 from mint.training.pretrain import run_feature_caching, run_pretraining
+from mint.training.runtime import configure_torch
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +73,9 @@ def run_demo(config: DemoConfig, progress: bool = True) -> dict:
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     save_config(config, out / "demo-config.yaml")
+    # Threads and ordered kernels for the whole run, the stand-in LLM's training included (each stage sets
+    # its own again).
+    configure_torch(config.stage1)
     timings: dict[str, float] = {}
 
     def timed(name: str, start: float) -> None:

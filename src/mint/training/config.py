@@ -33,6 +33,11 @@ class TrainerConfig:
     num_workers: int = 0
     max_nonfinite_steps: int = 10  # abort after this many skipped steps with a NaN/inf loss
     progress_bar: bool = True
+    # torch intra-op threads; None: OMP_NUM_THREADS, else the usable cores shared among local processes.
+    num_threads: int | None = None
+    # Ordered kernels everywhere: two runs with the same threads and processes give the same metrics.jsonl
+    # and weights, bit for bit (see mint.training.runtime; its cost is in docs/performance.md).
+    deterministic: bool = False
 
     def __post_init__(self) -> None:
         for name in ("max_steps", "batch_size", "grad_accum_steps", "log_every", "save_every", "keep_last"):
@@ -42,6 +47,8 @@ class TrainerConfig:
             raise ConfigError(
                 f"trainer.batch_size: {self.batch_size} is not divisible by trainer.grad_accum_steps={self.grad_accum_steps}"
             )
+        if self.num_threads is not None and self.num_threads < 1:
+            raise ConfigError(f"trainer.num_threads: expected >= 1 or null, got {self.num_threads}")
         for name in ("warmup_steps", "max_nonfinite_steps", "num_workers"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"trainer.{name}: expected >= 0, got {getattr(self, name)}")

@@ -24,8 +24,8 @@ from mint.data.sources import ClipSource
 from mint.encoders import AudioEncoder
 from mint.modeling import MintModel
 from mint.training.config import InstructConfig
-from mint.training.plots import plot_training_curves
-from mint.training.pretrain import build_source, cache_features, frontend_for
+from mint.training.pretrain import build_source, cache_features, fit_and_save, frontend_for
+from mint.training.runtime import configure_torch
 from mint.training.trainer import Trainer, TrainResult
 
 logger = logging.getLogger(__name__)
@@ -67,6 +67,7 @@ def build_instruction_dataset(
 
 
 def run_instruction_tuning(config: InstructConfig) -> TrainResult:
+    configure_torch(config.trainer)
     output_dir = Path(config.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.trainer.seed)
@@ -91,11 +92,7 @@ def run_instruction_tuning(config: InstructConfig) -> TrainResult:
         loss_fn,
         trainable_state=lambda module: module.training_state_dict(),
     )
-    result = trainer.fit(resume=config.resume)
-    if trainer.accelerator.is_main_process:
-        model.save_pretrained(output_dir / "model")
-        plot_training_curves(output_dir / "metrics.jsonl", output_dir / "loss.png")
-    return result
+    return fit_and_save(trainer, config.resume)
 
 
 def run_instruct_feature_caching(

@@ -21,6 +21,7 @@ from mint.errors import ConfigError
 from mint.modeling import MintModel
 from mint.training.config import DataConfig, InstructConfig, PretrainConfig
 from mint.training.plots import plot_training_curves
+from mint.training.runtime import configure_torch
 from mint.training.trainer import Trainer, TrainResult
 
 logger = logging.getLogger(__name__)
@@ -48,7 +49,9 @@ def frontend_for(config: PretrainConfig | InstructConfig, sample_rate: int) -> A
     return AudioFrontend(FrontendConfig(sample_rate=sample_rate, max_seconds=config.model.max_audio_seconds))
 
 
-def run_pretraining(config: PretrainConfig) -> TrainResult:
+def pretraining_trainer(config: PretrainConfig) -> Trainer:
+    """A stage-1 run ready to fit: the model, its data and its loss (the trainer holds all three)."""
+    configure_torch(config.trainer)
     output_dir = Path(config.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.trainer.seed)
@@ -88,7 +91,7 @@ def run_pretraining(config: PretrainConfig) -> TrainResult:
             "temperature": out.temperature,
         }
 
-    trainer = Trainer(
+    return Trainer(
         model,
         config.trainer,
         output_dir,
@@ -97,11 +100,19 @@ def run_pretraining(config: PretrainConfig) -> TrainResult:
         loss_fn,
         trainable_state=lambda module: module.trainable_state_dict(),
     )
-    result = trainer.fit(resume=config.resume)
+
+
+def fit_and_save(trainer: Trainer, resume: bool) -> TrainResult:
+    """Train (either stage), then save the model and its loss curves from the main process."""
+    result = trainer.fit(resume=resume)
     if trainer.accelerator.is_main_process:
-        model.save_pretrained(output_dir / "model")
-        plot_training_curves(output_dir / "metrics.jsonl", output_dir / "loss.png")
+        trainer.model.save_pretrained(trainer.output_dir / "model")
+        plot_training_curves(trainer.output_dir / "metrics.jsonl", trainer.output_dir / "loss.png")
     return result
+
+
+def run_pretraining(config: PretrainConfig) -> TrainResult:
+    return fit_and_save(pretraining_trainer(config), config.resume)
 
 
 def cache_features(

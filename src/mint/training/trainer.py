@@ -104,8 +104,12 @@ class Trainer:
         collate_fn: Callable[[list], dict],
         loss_fn: LossFn,
         trainable_state: Callable[[nn.Module], dict[str, torch.Tensor]],
+        on_gradients: Callable[[int, nn.Module], None] | None = None,
     ) -> None:
         self.config = config
+        # Called with the step number and the model once a step's gradients are complete (accumulated and
+        # averaged over processes), before clipping and the optimizer: what a check of gradients reads.
+        self.on_gradients = on_gradients
         self.output_dir = Path(output_dir)
         self.dataset = dataset
         self.collate_fn = collate_fn
@@ -147,9 +151,10 @@ class Trainer:
         logger.info("resumed from %s (step %d)", path, state["step"])
         return state["step"], state.get("skipped_nonfinite", 0)
 
-    def _metrics_log(self, start_step: int) -> Path:
-        """metrics.jsonl without the lines logged after `start_step` (the resumed run logs them again)."""
-        path = self.output_dir / "metrics.jsonl"
+    def _step_log(self, name: str, start_step: int) -> Path:
+        """The JSON-lines log `name` without the lines logged after `start_step` (the resumed run logs them
+        again)."""
+        path = self.output_dir / name
         if path.exists():
             kept = []
             for line in path.read_text().splitlines():
@@ -196,7 +201,13 @@ class Trainer:
             model, optimizer = accelerator.prepare(self.model, self.optimizer)
         model.train()
 
-        metrics_path = self._metrics_log(start_step) if accelerator.is_main_process else None
+        # metrics.jsonl holds what the run computed (the same in two deterministic runs); timing.jsonl the
+        # wall clock.
+        step_logs = (
+            (self._step_log("metrics.jsonl", start_step), self._step_log("timing.jsonl", start_step))
+            if accelerator.is_main_process
+            else None
+        )
         writer = self._tensorboard() if accelerator.is_main_process else None
         progress = tqdm(
             total=config.max_steps,
@@ -228,6 +239,8 @@ class Trainer:
             if not is_last_micro:
                 continue
             fsdp.average_gradients(self._whole_parameters)
+            if self.on_gradients is not None:
+                self.on_gradients(step, model)
 
             finite = torch.tensor([float(math.isfinite(sums["loss"]))], device=accelerator.device)
             if accelerator.reduce(finite, reduction="min").item() < 1:
@@ -261,16 +274,20 @@ class Trainer:
             sums = {}
             if step % config.log_every == 0 or step == config.max_steps:
                 record = {"step": step, **averaged, "lr": lr}
-                record["samples_per_s"] = (
-                    config.batch_size * (step - start_step) / (time.perf_counter() - started)
-                )
+                elapsed = time.perf_counter() - started
+                timing = {
+                    "step": step,
+                    "elapsed_s": elapsed,
+                    "samples_per_s": config.batch_size * (step - start_step) / elapsed,
+                }
                 result.history.append(record)
                 progress.set_postfix(loss=f"{averaged['loss']:.3f}")
-                if metrics_path is not None:
-                    with metrics_path.open("a") as handle:
-                        handle.write(json.dumps(record) + "\n")
+                if step_logs is not None:
+                    for path, line in zip(step_logs, (record, timing), strict=True):
+                        with path.open("a") as handle:
+                            handle.write(json.dumps(line) + "\n")
                 if writer is not None:
-                    for name, value in record.items():
+                    for name, value in {**record, "samples_per_s": timing["samples_per_s"]}.items():
                         if name != "step":
                             writer.add_scalar(f"train/{name}", value, step)
             if step % config.save_every == 0 or step == config.max_steps:
