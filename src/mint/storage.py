@@ -76,9 +76,10 @@ def atomic_directory(target: str | os.PathLike) -> Iterator[Path]:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's content, read in 1 MiB blocks."""
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
+    with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -97,7 +98,7 @@ def _listed_files(directory: Path) -> list[Path]:
 def file_digests(directory: str | os.PathLike, write: bool = False) -> dict[str, str]:
     """SHA-256 of every file under `directory` (hidden entries excluded); optionally recorded."""
     directory = Path(directory)
-    digests = {path.relative_to(directory).as_posix(): _sha256(path) for path in _listed_files(directory)}
+    digests = {path.relative_to(directory).as_posix(): sha256_file(path) for path in _listed_files(directory)}
     if write:
         payload = {"algorithm": "sha256", "files": digests}
         atomic_write_text(directory / DIGESTS_NAME, json.dumps(payload, indent=2, sort_keys=True) + "\n")
@@ -131,7 +132,7 @@ def verify_digests(directory: str | os.PathLike) -> None:
         path = directory / name
         if not path.is_file():
             raise CheckpointError(f"{directory}: file {name} listed in {DIGESTS_NAME} is missing")
-        if _sha256(path) != digest:
+        if sha256_file(path) != digest:
             raise CheckpointError(
                 f"{path}: content does not match its recorded SHA-256; the file is corrupt or was altered"
             )

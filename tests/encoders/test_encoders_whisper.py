@@ -9,6 +9,7 @@ import torch
 from transformers import WhisperFeatureExtractor, WhisperModel
 
 from mint.encoders import EncoderConfig, build_encoder
+from mint.errors import ConfigError
 
 SR = 16000
 
@@ -77,3 +78,31 @@ def test_missing_feature_extractor_is_rebuilt_from_the_model_config(make_checkpo
     encoder = build_encoder(EncoderConfig(kind="whisper", name_or_path=str(path)))
     assert encoder.sample_rate == SR and encoder.window_samples == 30 * SR
     assert encoder(*_batch([3 * SR])).features.shape == (1, 150, 32)
+
+
+def test_a_shorter_window_pads_to_it_and_changes_the_identity(encoder, make_checkpoint) -> None:
+    config = EncoderConfig(kind="whisper", name_or_path=str(make_checkpoint("whisper")), window_seconds=4.0)
+    short = build_encoder(config)
+    assert short.window_samples == 4 * SR
+    output = short(*_batch([3 * SR, SR]))
+    assert output.features.shape == (2, 150, 32)
+    assert output.mask.sum(dim=1).tolist() == [150, 50]
+    with pytest.warns(UserWarning, match="longer than 4 s are cut"):
+        assert short(*_batch([5 * SR])).features.shape == (1, 200, 32)
+    assert short.identity()["front_end"]["window_samples"] == 4 * SR
+    assert short.identity() != encoder.identity()
+
+
+@pytest.mark.parametrize(
+    ("kind", "window", "message"),
+    [
+        ("whisper", 0.0, "expected a positive number of seconds"),
+        ("whisper", 4.01, "expected a multiple of 0.02 s"),
+        ("whisper", 31.0, "of at most 30 s"),
+        ("mel", 4.0, "only the whisper encoder has a window"),
+    ],
+)
+def test_bad_windows_are_refused_naming_the_field(make_checkpoint, kind, window, message) -> None:
+    path = str(make_checkpoint("whisper")) if kind == "whisper" else None
+    with pytest.raises(ConfigError, match=rf"encoder\.window_seconds: .*{message}"):
+        build_encoder(EncoderConfig(kind=kind, name_or_path=path, window_seconds=window))

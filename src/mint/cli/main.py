@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from mint.errors import MintError
 
 # Modules under mint.cli that register subcommands, in help order.
-SUBCOMMAND_MODULES: tuple[str, ...] = ("demo", "train", "instruct", "data", "eval", "serve")
+SUBCOMMAND_MODULES: tuple[str, ...] = ("demo", "train", "instruct", "data", "eval", "serve", "weights")
 
 
 def build_parser() -> argparse.ArgumentParser:

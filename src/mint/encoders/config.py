@@ -18,14 +18,18 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 @dataclass
 class EncoderConfig:
-    """`kind` picks the backend. The HF kinds load `name_or_path` (a local directory or a hub id) and take
-    their sample rate and front end from the checkpoint's feature extractor; the mel settings below apply
-    only to `kind="mel"`."""
+    """`kind` picks the backend. The HF kinds load `name_or_path` (a local directory, a hub id, named weights
+    `weights:NAME` or, for Whisper, a CTranslate2 directory; see `mint.weights`) and take their sample rate
+    and front end from the checkpoint's feature extractor; the mel settings below apply only to
+    `kind="mel"`. `window_seconds` (Whisper only) pads every clip to that window instead of Whisper's
+    own 30 s and cuts the encoder's positional table to match: shorter clips cost a fraction of a
+    30 s pass (None keeps Whisper's window)."""
 
     kind: str = MEL_KIND
     name_or_path: str | None = None
     dtype: str = "float32"
     trust_remote_code: bool = False
+    window_seconds: float | None = None
     sample_rate: int = 16000
     n_mels: int = 64
     n_fft: int = 400
@@ -47,6 +51,16 @@ class EncoderConfig:
                 f"{where}.name_or_path: required for encoder kind {self.kind!r} "
                 "(a local directory holding the checkpoint, or a hub id)"
             )
+        if self.window_seconds is not None:
+            if self.kind != "whisper":
+                raise ConfigError(
+                    f"{where}.window_seconds: only the whisper encoder has a window to shorten, not {self.kind!r}"
+                )
+            if isinstance(self.window_seconds, bool) or not self.window_seconds > 0:
+                raise ConfigError(
+                    f"{where}.window_seconds: expected a positive number of seconds or null, got "
+                    f"{self.window_seconds!r}"
+                )
         if self.kind == MEL_KIND:
             validate_mel_settings(
                 sample_rate=self.sample_rate,

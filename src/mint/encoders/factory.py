@@ -1,7 +1,9 @@
-"""`build_encoder`: the one place that loads encoder checkpoints (a local directory or a hub id)."""
+"""`build_encoder`: the one place that loads encoder checkpoints (a local directory, a hub id, or what
+`mint.weights.resolve_weights` turns into a directory: `weights:NAME`, a CTranslate2 Whisper directory)."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -12,6 +14,7 @@ from mint.encoders.base import AudioEncoder
 from mint.encoders.config import EncoderConfig, torch_dtype
 from mint.encoders.mel import MelEncoder
 from mint.errors import CheckpointError, ConfigError
+from mint.weights import resolve_weights
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +129,12 @@ def _build_whisper(config: EncoderConfig) -> AudioEncoder:
         config, "WhisperFeatureExtractor", lambda: whisper.default_feature_extractor(model_config)
     )
     return whisper.WhisperEncoderAdapter(
-        encoder, extractor, str(config.name_or_path), config.dtype, _weights_dir(config)
+        encoder,
+        extractor,
+        str(config.name_or_path),
+        config.dtype,
+        _weights_dir(config),
+        config.window_seconds,
     )
 
 
@@ -182,4 +190,7 @@ def build_encoder(config: EncoderConfig) -> AudioEncoder:
             seed=config.seed,
             dtype=config.dtype,
         )
-    return _BUILDERS[config.kind](config)
+    # The caller's config keeps the reference as written (a saved model stays portable); only the
+    # loading sees the directory it resolves to.
+    source = resolve_weights(str(config.name_or_path), "encoder")
+    return _BUILDERS[config.kind](dataclasses.replace(config, name_or_path=source))

@@ -7,7 +7,6 @@ saved with the model), the manifest path, its SHA-256 and its clip counts, and t
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections import Counter
@@ -20,21 +19,13 @@ import torch
 from mint.errors import CheckpointError
 from mint.evaluation.embed import Selection, SkippedClip
 from mint.modeling import MintModel
-from mint.storage import DIGESTS_NAME, atomic_write_text
+from mint.storage import DIGESTS_NAME, atomic_write_text, sha256_file
 
 RESULTS_NAME = "results.json"
 SUMMARY_NAME = "summary.md"
 WEIGHTS_NAME = "model.safetensors"
 # How many skipped clips are listed by name; the rest are only counted.
 SKIPPED_LISTED = 20
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def model_identity(model_dir: str | os.PathLike, model: MintModel) -> dict:

@@ -1,5 +1,6 @@
-"""`load_llm`: the one place that loads an LLM and its tokenizer (a local directory, a hub id, or a tiny
-seeded random model named `random:llama` / `random:t5`, see `mint.llm.random_llm`)."""
+"""`load_llm`: the one place that loads an LLM and its tokenizer (a local directory, a hub id, named weights
+`weights:NAME` or a GGUF file, see `mint.weights`, or a tiny seeded random model named `random:llama` /
+`random:t5`, see `mint.llm.random_llm`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from mint.llm.causal import CausalAdapter
 from mint.llm.config import CAUSAL, SEQ2SEQ, LLMConfig, torch_dtype
 from mint.llm.random_llm import build_random_llm, is_random_reference
 from mint.llm.seq2seq import Seq2SeqAdapter
+from mint.weights import resolve_weights
 
 
 def _remote_code(config: LLMConfig) -> dict:
@@ -29,11 +31,11 @@ def _resolve_kind(config: LLMConfig, model_config: Any) -> str:
     return detected
 
 
-def _load_tokenizer(config: LLMConfig) -> Any:
+def _load_tokenizer(config: LLMConfig, source: str) -> Any:
     from transformers import AutoTokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(config.name_or_path, **_remote_code(config))
+        tokenizer = AutoTokenizer.from_pretrained(source, **_remote_code(config))
     except (OSError, ValueError) as error:
         raise CheckpointError(
             f"llm.name_or_path={config.name_or_path!r}: cannot load a tokenizer: {error}"
@@ -59,8 +61,11 @@ def load_llm(config: LLMConfig) -> LLMAdapter:
         kind = _resolve_kind(config, model.config)
         adapter_class = Seq2SeqAdapter if kind == SEQ2SEQ else CausalAdapter
         return adapter_class(model.to(torch_dtype(config.dtype)), tokenizer, config)
+    # The adapter keeps the config as written (a saved model stays portable); loading reads the directory
+    # the reference resolves to.
+    source = resolve_weights(config.name_or_path, "llm")
     try:
-        model_config = AutoConfig.from_pretrained(config.name_or_path, **_remote_code(config))
+        model_config = AutoConfig.from_pretrained(source, **_remote_code(config))
     except (OSError, ValueError) as error:
         raise CheckpointError(
             f"llm.name_or_path={config.name_or_path!r}: cannot load a model config: {error}"
@@ -69,7 +74,7 @@ def load_llm(config: LLMConfig) -> LLMAdapter:
     model_class = AutoModelForSeq2SeqLM if kind == SEQ2SEQ else AutoModelForCausalLM
     try:
         model, info = model_class.from_pretrained(
-            config.name_or_path,
+            source,
             config=model_config,
             dtype=torch_dtype(config.dtype),
             output_loading_info=True,
@@ -86,4 +91,4 @@ def load_llm(config: LLMConfig) -> LLMAdapter:
             f"(e.g. {missing[:3]}); they would be left random"
         )
     adapter_class = Seq2SeqAdapter if kind == SEQ2SEQ else CausalAdapter
-    return adapter_class(model, _load_tokenizer(config), config)
+    return adapter_class(model, _load_tokenizer(config, source), config)
