@@ -138,3 +138,65 @@ def test_bad_inputs_are_named(checkpoints):
         adapter.score(soft_prompt(2), ["what", "what"], [["a", "b"], ["a"]])
     with pytest.raises(LLMInputError, match="padding_side"):
         adapter.build_batch(soft_prompt(1), ["what"], ["a"], padding_side="middle")
+
+
+# A chat template in the style of instruction-tuned checkpoints, in the tiny vocabulary's words.
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<s> {{ m['content'] }} </s> {% endfor %}"
+    "{% if add_generation_prompt %}<s> answer{% endif %}"
+)
+
+
+@pytest.fixture
+def chat_llama(checkpoints, tmp_path):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(checkpoints["llama"])
+    tokenizer.chat_template = CHAT_TEMPLATE
+    folder = tmp_path / "chat-llama"
+    for file in checkpoints["llama"].iterdir():
+        (folder / file.name).parent.mkdir(exist_ok=True)
+        (folder / file.name).write_bytes(file.read_bytes())
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_chat_format_puts_the_soft_prompt_inside_the_user_turn(chat_llama):
+    adapter = load_tiny(chat_llama, max_instruction_length=2)
+    assert adapter.chat  # "auto" takes the template the tokenizer has
+    prompt = soft_prompt(2, QUERIES)
+    batch = adapter.build_batch(prompt, ["describe the sound", "what"], ["a dog barks", "cow"])
+    # <s> [soft prompt] instruction (cut to 2 words; the template around it is whole) </s> <s> answer,
+    # then the response and its end-of-sequence token.
+    turn_end = [EOS, VOCAB["<s>"], VOCAB["answer"]]
+    rows = [
+        ([VOCAB["<s>"]], [*words("describe the"), *turn_end], [*words("a dog barks"), EOS]),
+        ([VOCAB["<s>"]], [*words("what"), *turn_end], [*words("cow"), EOS]),
+    ]
+    width = max(len(before) + QUERIES + len(after) + len(answer) for before, after, answer in rows)
+    embeddings = adapter.model.get_input_embeddings().weight
+    for row, (before, after, answer) in enumerate(rows):
+        length = len(before) + QUERIES + len(after) + len(answer)
+        assert batch.attention_mask[row].tolist() == [1] * length + [0] * (width - length)
+        soft = len(before)
+        torch.testing.assert_close(batch.inputs_embeds[row, :soft], embeddings[torch.tensor(before)])
+        torch.testing.assert_close(batch.inputs_embeds[row, soft : soft + QUERIES], prompt[row])
+        text = torch.tensor([*after, *answer])
+        torch.testing.assert_close(batch.inputs_embeds[row, soft + QUERIES : length], embeddings[text])
+        expected = [IGNORE_INDEX] * (soft + QUERIES + len(after)) + answer
+        assert batch.labels[row].tolist() == expected + [IGNORE_INDEX] * (width - length)
+
+
+def test_chat_format_system_turn_and_plain_override(chat_llama):
+    adapter = load_tiny(chat_llama, system_prompt="name the source")
+    row = adapter._prompt_rows(["what"])[0]
+    assert row.before == [VOCAB["<s>"], *words("name the source"), EOS, VOCAB["<s>"]]
+    plain = load_tiny(chat_llama, prompt_format="plain")
+    assert not plain.chat and plain._prompt_rows(["what"])[0].after == prompt_ids("llama", "what")
+
+
+def test_chat_format_needs_a_template(checkpoints):
+    with pytest.raises(ConfigError, match="no chat template"):
+        load_tiny(checkpoints["llama"], prompt_format="chat")
+    with pytest.raises(ConfigError, match=r"llm\.prompt_format"):
+        LLMConfig(name_or_path="x", prompt_format="fancy").validate()

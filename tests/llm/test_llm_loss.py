@@ -14,10 +14,27 @@ RESPONSES = ["a dog barks", "rain falls near the car", "cow"]
 @pytest.mark.parametrize("name", ["t5", "llama", "gpt2"])
 def test_loss_equals_hand_recomputation_from_logits(checkpoints, name):
     adapter = load_tiny(checkpoints[name])
-    out = adapter(soft_prompt(3, 4, seed=1), INSTRUCTIONS, RESPONSES)
-    logits, labels = out.logits.double(), out.labels
-    if name != "t5":
-        logits, labels = logits[:, :-1], labels[:, 1:]
+    prompt = soft_prompt(3, 4, seed=1)
+    out = adapter(prompt, INSTRUCTIONS, RESPONSES)
+    # Every position's logits from the bare transformers model on the adapter's batch (the adapter itself
+    # projects only the target positions).
+    batch = adapter.build_batch(prompt, INSTRUCTIONS, RESPONSES)
+    with torch.no_grad():
+        if name == "t5":
+            logits = adapter.model(
+                inputs_embeds=batch.inputs_embeds,
+                attention_mask=batch.attention_mask,
+                decoder_input_ids=adapter._decoder_inputs(batch.labels),
+            ).logits
+            labels = batch.labels
+        else:
+            logits = adapter.model(
+                inputs_embeds=batch.inputs_embeds,
+                attention_mask=batch.attention_mask,
+                position_ids=batch.position_ids,
+            ).logits[:, :-1]
+            labels = batch.labels[:, 1:]
+    logits = logits.double()
     total, count = 0.0, 0
     for row in range(labels.shape[0]):
         for position in range(labels.shape[1]):
@@ -39,17 +56,16 @@ def test_batched_loss_equals_unpadded_rows(checkpoints, name, padding_side):
     prompt = soft_prompt(3, 4, seed=2)
     with torch.no_grad():
         batch = adapter.build_batch(prompt, INSTRUCTIONS, RESPONSES, padding_side=padding_side)
-        _, aligned, targets = adapter._predict(batch)
+        predicted = adapter._predict(batch)
         per_token = [
             reference_logprobs(adapter, name, prompt[row], INSTRUCTIONS[row], RESPONSES[row])
             for row in range(3)
         ]
     expected = -torch.cat(per_token).mean()
     # Every row on its own, with no padding: same loss whichever side the batch was padded on.
-    picked = (
-        torch.log_softmax(aligned.double(), -1).gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-    )
-    got = -(picked * (targets != -100)).sum() / (targets != -100).sum()
+    targets = predicted.targets[predicted.targets != -100]
+    picked = torch.log_softmax(predicted.logits.double(), -1).gather(-1, targets.unsqueeze(-1))
+    got = -picked.mean()
     assert float(got) == pytest.approx(float(expected), abs=1e-5)
     if padding_side == "right":
         with torch.no_grad():

@@ -22,6 +22,14 @@ class LLMInputError(MintError, ValueError):
 
 
 @dataclass
+class PromptRow:
+    """One row's prompt ids on either side of the soft prompt."""
+
+    before: list[int]
+    after: list[int]
+
+
+@dataclass
 class LMBatch:
     """What the LLM runs on. `inputs_embeds` [B, L, D] is the soft prompt spliced into the embedded text
     (the encoder input of an encoder-decoder LLM), `attention_mask` [B, L] long with 1 = real position.
@@ -41,22 +49,27 @@ class LMBatch:
 class LMOutput:
     """`loss`: float32 scalar, the mean negative log-likelihood over all response (+ end-of-sequence)
     tokens of the batch; `tokens`: how many there are (long scalar), what a data-parallel caller needs to
-    turn per-process means into the global batch's (see `mint.distributed.global_token_share`).
-    `logits` and `labels` are the model's raw outputs and the matching labels, in the layout `LMBatch`
-    describes."""
+    turn per-process means into the global batch's (see `mint.distributed.global_token_share`)."""
 
     loss: Tensor
-    logits: Tensor
-    labels: Tensor
     tokens: Tensor
 
 
-def target_logprobs(logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
-    """Log-probability of each target under `logits` [N, T, V] (float32), zero where the target is
-    `IGNORE_INDEX`; and the mask of real targets. Both [N, T]."""
+@dataclass
+class TargetLogits:
+    """The LLM's logits where a target is predicted, and nowhere else: `logits` [K, V] for the K targets of
+    `targets` [N, T] that are not `IGNORE_INDEX`, in row-major order (row 0's targets first)."""
+
+    logits: Tensor
+    targets: Tensor
+
+
+def target_logprobs(predicted: TargetLogits) -> tuple[Tensor, Tensor]:
+    """Log-probability (float32) of each target, zero where the target is `IGNORE_INDEX`; and the mask of
+    real targets. Both [N, T]."""
+    targets = predicted.targets
     mask = targets != IGNORE_INDEX
-    # Only target positions are normalised: the full [N, T, V] float32 softmax would dwarf the model's logits.
-    selected = torch.log_softmax(logits[mask].float(), dim=-1)
+    selected = torch.log_softmax(predicted.logits.float(), dim=-1)
     picked = torch.zeros(targets.shape, dtype=selected.dtype, device=selected.device)
     picked[mask] = selected.gather(-1, targets[mask].unsqueeze(-1)).squeeze(-1)
     return picked, mask
@@ -118,6 +131,11 @@ class LLMAdapter(nn.Module, ABC):
         )
         return [list(ids) for ids in encoded["input_ids"]]
 
+    def _prompt_rows(self, instructions: Sequence[str]) -> list[PromptRow]:
+        """Each row's text around the soft prompt. By default the soft prompt comes first, then the
+        instruction with the tokenizer's markers (the InstructBLIP layout)."""
+        return [PromptRow(before=[], after=ids) for ids in self._instruction_ids(instructions)]
+
     def _response_ids(self, responses: Sequence[str]) -> list[list[int]]:
         """Response tokens, cut to leave room for the end-of-sequence token that closes each of them."""
         encoded = self.tokenizer(
@@ -130,23 +148,26 @@ class LLMAdapter(nn.Module, ABC):
         return [[*ids, eos] for ids in encoded["input_ids"]]
 
     def _layout(
-        self, queries: int, texts: list[list[int]], padding_side: str
+        self, queries: int, rows: list[PromptRow], padding_side: str
     ) -> tuple[Tensor, Tensor, Tensor, list[int]]:
-        """Lay out each row as `queries` soft-prompt slots followed by its text ids, padded to the longest
-        row on `padding_side`. Returns ids [B, L] (pad id in soft slots and padding), the soft slots [B, L]
-        bool, the attention mask [B, L] long, and where each row's first real position is."""
+        """Lay out each row as its `before` ids, `queries` soft-prompt slots and its `after` ids, padded to
+        the longest row on `padding_side`. Returns ids [B, L] (pad id in soft slots and padding), the soft
+        slots [B, L] bool, the attention mask [B, L] long, and where each row's first real position is."""
         if padding_side not in ("left", "right"):
             raise LLMInputError(f"padding_side: expected 'left' or 'right', got {padding_side!r}")
-        width = queries + max(len(text) for text in texts)
-        ids = torch.full((len(texts), width), self.tokenizer.pad_token_id, dtype=torch.long)
-        soft_slots = torch.zeros((len(texts), width), dtype=torch.bool)
-        mask = torch.zeros((len(texts), width), dtype=torch.long)
+        lengths = [len(row.before) + queries + len(row.after) for row in rows]
+        width = max(lengths)
+        ids = torch.full((len(rows), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        soft_slots = torch.zeros((len(rows), width), dtype=torch.bool)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
         starts = []
-        for row, text in enumerate(texts):
-            start = width - queries - len(text) if padding_side == "left" else 0
-            soft_slots[row, start : start + queries] = True
-            ids[row, start + queries : start + queries + len(text)] = torch.tensor(text, dtype=torch.long)
-            mask[row, start : start + queries + len(text)] = 1
+        for index, (row, length) in enumerate(zip(rows, lengths, strict=True)):
+            start = width - length if padding_side == "left" else 0
+            soft = start + len(row.before)
+            ids[index, start:soft] = torch.tensor(row.before, dtype=torch.long)
+            soft_slots[index, soft : soft + queries] = True
+            ids[index, soft + queries : start + length] = torch.tensor(row.after, dtype=torch.long)
+            mask[index, start : start + length] = 1
             starts.append(start)
         return ids.to(self.device), soft_slots.to(self.device), mask.to(self.device), starts
 
@@ -195,19 +216,17 @@ class LLMAdapter(nn.Module, ABC):
         """Tokenise, pad (`padding_side`: "left" or "right"; None = the training side) and embed."""
 
     @abstractmethod
-    def _predict(self, batch: LMBatch) -> tuple[Tensor, Tensor, Tensor]:
-        """Run the LLM on a batch with labels: (raw logits, logits aligned with targets, targets)."""
+    def _predict(self, batch: LMBatch) -> TargetLogits:
+        """Run the LLM on a batch with labels: the logits at its target positions."""
 
     # ----- training -----
 
     def forward(self, soft_prompt: Tensor, instructions: Sequence[str], responses: Sequence[str]) -> LMOutput:
         """Mean negative log-likelihood of the responses (+ end-of-sequence) given soft prompt + instruction."""
         self._check(soft_prompt, instructions, responses)
-        batch = self.build_batch(soft_prompt, instructions, responses)
-        logits, aligned, targets = self._predict(batch)
-        picked, mask = target_logprobs(aligned, targets)
+        picked, mask = target_logprobs(self._predict(self.build_batch(soft_prompt, instructions, responses)))
         tokens = mask.sum()
-        return LMOutput(loss=-picked.sum() / tokens, logits=logits, labels=batch.labels, tokens=tokens)
+        return LMOutput(loss=-picked.sum() / tokens, tokens=tokens)
 
     # ----- generation -----
 
@@ -368,8 +387,7 @@ class LLMAdapter(nn.Module, ABC):
             [text for text in instructions for _ in range(width)],
             [text for row in candidates for text in row],
         )
-        _, aligned, targets = self._predict(batch)
-        picked, mask = target_logprobs(aligned, targets)
+        picked, mask = target_logprobs(self._predict(batch))
         return picked.sum(-1).view(-1, width), mask.sum(-1).view(-1, width).float()
 
     # ----- LoRA -----

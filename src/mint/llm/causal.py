@@ -1,4 +1,4 @@
-"""Decoder-only LLMs (Llama, Qwen2, GPT-2, OPT...): `[soft prompt][instruction][response][eos]` in one
+"""Decoder-only LLMs (Llama, Qwen2, SmolLM2, GPT-2, OPT...): soft prompt, instruction and response in one
 sequence, loss on the response and its end-of-sequence token only."""
 
 from __future__ import annotations
@@ -10,15 +10,29 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from mint.llm.base import IGNORE_INDEX, LLMAdapter, LMBatch
+from mint.errors import ConfigError
+from mint.llm.base import IGNORE_INDEX, LLMAdapter, LMBatch, PromptRow, TargetLogits
 from mint.llm.config import LLMConfig
+
+# Stands for the soft prompt inside a rendered chat template; the text is split there.
+_AUDIO_MARK = "\x00mint-audio\x00"
 
 
 class CausalAdapter(LLMAdapter):
-    """Each row is built on its own (instruction with the tokenizer's markers, e.g. Llama's `<s>`, then
-    response + eos) and then padded: on the right for training and scoring, on the left for generation
-    so every prompt ends where the first new token goes. Position ids count real positions only, so a
-    row's positions do not depend on how much padding it got.
+    """Each row is built on its own and then padded: on the right for training and scoring, on the left
+    for generation so every prompt ends where the first new token goes. Position ids count real positions
+    only, so a row's positions do not depend on how much padding it got.
+
+    Prompt formats (`llm.prompt_format`): "plain" puts the soft prompt first, then the instruction with
+    the tokenizer's own markers (e.g. Llama's `<s>`), as InstructBLIP does; "chat" renders the
+    checkpoint's chat template with one user turn that holds the soft prompt and then the instruction,
+    and the assistant turn opened, so an instruction-tuned LLM reads it as it was trained to (the
+    response then closes with the tokenizer's end-of-sequence token, e.g. SmolLM2's `<|im_end|>`).
+    "auto" is "chat" when the tokenizer has a chat template.
+
+    Only the positions that predict a target go through the output layer: the vocabulary projection is
+    most of a small LLM's work (49k words against a 576-wide SmolLM2), and in training only the
+    response's few positions need it.
 
     Generation runs from token ids, with the soft prompt put into the embedded prompt by a hook on the
     input embeddings: transformers feeds given `inputs_embeds` to a decoder-only model only on its
@@ -32,6 +46,50 @@ class CausalAdapter(LLMAdapter):
         super().__init__(model, tokenizer, config)
         # A few architectures (e.g. those with ALiBi) derive positions from the mask and take no position ids.
         self._takes_position_ids = "position_ids" in inspect.signature(model.forward).parameters
+        self.chat = self._uses_chat_template(config)
+        # Architectures that scale or cap the logits after the output layer get their full logits computed.
+        model_config = model.config
+        self._head_at_targets = model.get_output_embeddings() is not None and not any(
+            getattr(model_config, name, None) for name in ("final_logit_softcapping", "logit_scale")
+        )
+
+    def _uses_chat_template(self, config: LLMConfig) -> bool:
+        has_template = bool(getattr(self.tokenizer, "chat_template", None))
+        if config.prompt_format == "chat" and not has_template:
+            raise ConfigError(
+                f"llm.prompt_format=chat, but the tokenizer of {config.name_or_path!r} has no chat template"
+            )
+        return config.prompt_format == "chat" or (config.prompt_format == "auto" and has_template)
+
+    def _prompt_rows(self, instructions: Sequence[str]) -> list[PromptRow]:
+        if not self.chat:
+            return super()._prompt_rows(instructions)
+        messages = (
+            []
+            if self.config.system_prompt is None
+            else [{"role": "system", "content": self.config.system_prompt}]
+        )
+        rendered = self.tokenizer.apply_chat_template(
+            [*messages, {"role": "user", "content": _AUDIO_MARK + "{instruction}"}],
+            tokenize=False,
+            add_generation_prompt=True,
+        )
+        before, after = rendered.split(_AUDIO_MARK)
+        opening, closing = after.split("{instruction}")
+
+        def ids(text: str) -> list[int]:
+            # The template's text carries its own special tokens (BOS included, where it has one).
+            return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+        head, tail = ids(before), ids(closing)
+        # Only the instruction itself is cut to length, never the template around it.
+        words = self.tokenizer(
+            [opening + text for text in instructions],
+            add_special_tokens=False,
+            truncation=True,
+            max_length=self.config.max_instruction_length,
+        )["input_ids"]
+        return [PromptRow(before=head, after=[*row, *tail]) for row in words]
 
     def build_batch(
         self,
@@ -41,17 +99,20 @@ class CausalAdapter(LLMAdapter):
         padding_side: str | None = None,
     ) -> LMBatch:
         queries = soft_prompt.shape[1]
-        prompts = self._instruction_ids(instructions)
+        prompts = self._prompt_rows(instructions)
         answers = [[] for _ in prompts] if responses is None else self._response_ids(responses)
-        texts = [prompt + answer for prompt, answer in zip(prompts, answers, strict=True)]
+        rows = [
+            PromptRow(prompt.before, prompt.after + answer)
+            for prompt, answer in zip(prompts, answers, strict=True)
+        ]
         ids, soft_slots, mask, starts = self._layout(
-            queries, texts, padding_side or self.training_padding_side
+            queries, rows, padding_side or self.training_padding_side
         )
         labels = None
         if responses is not None:
             labels = torch.full_like(ids, IGNORE_INDEX)
             for row, (prompt, answer, start) in enumerate(zip(prompts, answers, starts, strict=True)):
-                begin = start + queries + len(prompt)
+                begin = start + len(prompt.before) + queries + len(prompt.after)
                 labels[row, begin : begin + len(answer)] = torch.tensor(answer, dtype=torch.long)
         return LMBatch(
             inputs_embeds=self._embed(ids, soft_slots, soft_prompt),
@@ -60,16 +121,26 @@ class CausalAdapter(LLMAdapter):
             position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
         )
 
-    def _predict(self, batch: LMBatch) -> tuple[Tensor, Tensor, Tensor]:
+    def _predict(self, batch: LMBatch) -> TargetLogits:
         extra = {"position_ids": batch.position_ids} if self._takes_position_ids else {}
-        logits = self.model(
-            inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask, use_cache=False, **extra
-        ).logits
-        return logits, logits[:, :-1], batch.labels[:, 1:]
+        inputs = {
+            "inputs_embeds": batch.inputs_embeds,
+            "attention_mask": batch.attention_mask,
+            "use_cache": False,
+        }
+        # The logit at position t predicts the label at t + 1.
+        targets = batch.labels[:, 1:]
+        predicting = torch.zeros_like(batch.labels, dtype=torch.bool)
+        predicting[:, :-1] = targets != IGNORE_INDEX
+        if not self._head_at_targets:
+            logits = self.model(**inputs, **extra).logits
+            return TargetLogits(logits[predicting], targets)
+        hidden = self.model.base_model(**inputs, **extra).last_hidden_state
+        return TargetLogits(self.model.get_output_embeddings()(hidden[predicting]), targets)
 
     def _generate(self, soft_prompt: Tensor, instructions: Sequence[str], generation_config: Any) -> Tensor:
         ids, soft_slots, mask, _ = self._layout(
-            soft_prompt.shape[1], self._instruction_ids(instructions), self.generation_padding_side
+            soft_prompt.shape[1], self._prompt_rows(instructions), self.generation_padding_side
         )
         width = ids.shape[1]
         embedded_prompts = 0

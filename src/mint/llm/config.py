@@ -11,6 +11,7 @@ from mint.errors import ConfigError
 SEQ2SEQ = "seq2seq"
 CAUSAL = "causal"
 LLM_KINDS = ("auto", SEQ2SEQ, CAUSAL)
+PROMPT_FORMATS = ("auto", "chat", "plain")
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
@@ -33,12 +34,22 @@ class LLMConfig:
     lora_dropout: float = 0.05
     lora_target_modules: list[str] | None = None
     trust_remote_code: bool = False
+    # Decoder-only LLMs: "chat" wraps the soft prompt and instruction in the tokenizer's chat template as
+    # one user turn (for instruction-tuned LLMs), "plain" puts the soft prompt first and then the
+    # instruction, "auto" takes "chat" when the tokenizer has a template.
+    prompt_format: str = "auto"
+    # The chat template's system turn; None keeps the template's own default.
+    system_prompt: str | None = None
 
     def validate(self, where: str = "llm") -> None:
         """Raise `ConfigError` naming the first bad field (as `<where>.<field>`)."""
         if not self.name_or_path:
             raise ConfigError(
                 f"{where}.name_or_path: required (a local directory holding the LLM, or a hub id)"
+            )
+        if self.prompt_format not in PROMPT_FORMATS:
+            raise ConfigError(
+                f"{where}.prompt_format: got {self.prompt_format!r}; expected one of {PROMPT_FORMATS}"
             )
         if self.kind not in LLM_KINDS:
             raise ConfigError(f"{where}.kind: got {self.kind!r}; expected one of {LLM_KINDS}")

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from mint.errors import CheckpointError
-from mint.llm.base import IGNORE_INDEX, LLMAdapter, LMBatch, target_logprobs
+from mint.llm.base import IGNORE_INDEX, LLMAdapter, LMBatch, TargetLogits, target_logprobs
 from mint.llm.config import LLMConfig
 
 
@@ -39,7 +39,7 @@ class Seq2SeqAdapter(LLMAdapter):
     ) -> LMBatch:
         ids, soft_slots, mask, _ = self._layout(
             soft_prompt.shape[1],
-            self._instruction_ids(instructions),
+            self._prompt_rows(instructions),
             padding_side or self.training_padding_side,
         )
         labels = None if responses is None else self._labels(self._response_ids(responses))
@@ -59,14 +59,15 @@ class Seq2SeqAdapter(LLMAdapter):
         shifted[:, 1:] = labels[:, :-1]
         return shifted.masked_fill(shifted == IGNORE_INDEX, self.tokenizer.pad_token_id)
 
-    def _predict(self, batch: LMBatch) -> tuple[Tensor, Tensor, Tensor]:
+    def _predict(self, batch: LMBatch) -> TargetLogits:
+        # The decoder runs over the response only, so its logits are (nearly) all targets already.
         logits = self.model(
             inputs_embeds=batch.inputs_embeds,
             attention_mask=batch.attention_mask,
             decoder_input_ids=self._decoder_inputs(batch.labels),
             use_cache=False,
         ).logits
-        return logits, logits, batch.labels
+        return TargetLogits(logits[batch.labels != IGNORE_INDEX], batch.labels)
 
     def _candidate_logprobs(
         self, soft_prompt: Tensor, instructions: Sequence[str], candidates: list[list[str]]
@@ -88,7 +89,7 @@ class Seq2SeqAdapter(LLMAdapter):
             decoder_input_ids=self._decoder_inputs(labels),
             use_cache=False,
         ).logits
-        picked, mask = target_logprobs(logits, labels)
+        picked, mask = target_logprobs(TargetLogits(logits[labels != IGNORE_INDEX], labels))
         return picked.sum(-1).view(-1, width), mask.sum(-1).view(-1, width).float()
 
     def _generation_extras(self) -> dict:
