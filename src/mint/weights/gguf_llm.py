@@ -25,9 +25,12 @@ def convert_gguf(gguf_file: Path, output_dir: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     folder, name = str(gguf_file.parent), gguf_file.name
+    # A GGUF file carries weights and tokenizer only, never code to run.
     try:
-        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name, trust_remote_code=False)
+        model = AutoModelForCausalLM.from_pretrained(
+            folder, gguf_file=name, dtype=torch.float32, trust_remote_code=False
+        )
     except ImportError as error:
         raise CheckpointError(f"{gguf_file}: reading GGUF needs the `gguf` package ({error})") from error
     except (OSError, ValueError, KeyError) as error:
