@@ -7,6 +7,8 @@ Fields of a record (only `id` and `audio` are required):
 * `captions` (list[str]): free-text descriptions.
 * `labels` (list[str]): class labels (one for single-label sets).
 * `qa` (list[{"question": str, "answer": str}]): question-answer pairs.
+* `event_description` (str): a generated clip's full description (`mint.data.synth`); clips with the
+  same one are the same content, never each other's negatives in stage 1.
 * `split`, `fold`, `duration`, `source`: optional metadata kept as given.
 """
 
@@ -39,6 +41,7 @@ class ManifestRecord:
     fold: int | None = None
     duration: float | None = None
     source: str | None = None
+    event_description: str | None = None
 
     def to_json(self) -> dict:
         return {key: value for key, value in asdict(self).items() if value not in (None, [], {})}
@@ -88,6 +91,10 @@ def record_from_json(obj: object, where: str) -> ManifestRecord:
         values["qa"] = parsed
     if values.get("fold") is not None and not isinstance(values["fold"], int):
         raise DataError(f"{where}: field 'fold' must be an integer, got {values['fold']!r}")
+    if values.get("event_description") is not None and not isinstance(values["event_description"], str):
+        raise DataError(
+            f"{where}: field 'event_description' must be a string, got {values['event_description']!r}"
+        )
     if values.get("duration") is not None and not isinstance(values["duration"], (int, float)):
         raise DataError(f"{where}: field 'duration' must be a number, got {values['duration']!r}")
     return ManifestRecord(**values)

@@ -11,7 +11,7 @@ from mint.data.synth.corpus import (
 )
 from mint.data.synth.events import EVENT_KINDS, Event, render_event, sample_event
 from mint.data.synth.scenes import BACKGROUNDS, PlacedEvent, Scene, render_scene, sample_scene
-from mint.data.synth.text import captions, labels, question_answers
+from mint.data.synth.text import captions, event_description, labels, question_answers
 
 __all__ = [
     "BACKGROUNDS",
@@ -23,6 +23,7 @@ __all__ = [
     "SynthSpec",
     "captions",
     "clip_id",
+    "event_description",
     "generate_corpus",
     "labels",
     "question_answers",

@@ -22,7 +22,8 @@ from tqdm import tqdm
 from mint.data.manifest import ManifestRecord, QAPair, read_manifest, write_manifest
 from mint.data.synth.events import EVENT_KINDS, check_kinds
 from mint.data.synth.scenes import Scene, min_clip_seconds, render_scene, sample_scene
-from mint.data.synth.text import captions, labels, question_answers
+from mint.data.synth.speech import SPLITS as SPEECH_SPLITS
+from mint.data.synth.text import captions, event_description, labels, question_answers
 from mint.errors import ConfigError, DataError, MintError
 
 SOURCE = "mint-synth"
@@ -43,6 +44,10 @@ class SynthSpec:
     max_events: int = 3
     event_kinds: list[str] | None = None
     snr_db_range: tuple[float, float] = (10.0, 30.0)
+    # The share of clips in which one event is a spoken word (espeak-ng), and whose voices say it: "train"
+    # or "held_out" (accents, variants, rates and pitches that a "train" corpus never has).
+    speech_share: float = 0.0
+    speech_voices: str = "train"
 
     def __post_init__(self) -> None:
         self.snr_db_range = tuple(self.snr_db_range)
@@ -68,6 +73,12 @@ class SynthSpec:
                 f"synth.clip_seconds: {self.max_events} events need at least "
                 f"{min_clip_seconds(self.max_events):.2f} s, got {self.clip_seconds!r}"
             )
+        if not 0.0 <= self.speech_share <= 1.0:
+            raise ConfigError(f"synth.speech_share: expected a fraction in [0, 1], got {self.speech_share!r}")
+        if self.speech_voices not in SPEECH_SPLITS:
+            raise ConfigError(
+                f"synth.speech_voices: expected one of {SPEECH_SPLITS}, got {self.speech_voices!r}"
+            )
         if len(self.snr_db_range) != 2 or self.snr_db_range[0] > self.snr_db_range[1]:
             raise ConfigError(
                 f"synth.snr_db_range: expected (low, high) with low <= high, got {self.snr_db_range!r}"
@@ -91,6 +102,10 @@ class SynthExample:
     qa: list[QAPair]
     scene: Scene = field(repr=False)
 
+    @property
+    def event_description(self) -> str:
+        return event_description(self.scene)
+
 
 def clip_id(spec: SynthSpec, index: int) -> str:
     return f"synth-s{spec.seed}-{index:06d}"
@@ -108,8 +123,12 @@ def _describe(spec: SynthSpec, index: int) -> tuple[Scene, list[str], list[str],
         min_events=spec.min_events,
         max_events=spec.max_events,
         snr_db_range=spec.snr_db_range,
+        speech_share=spec.speech_share,
+        speech_voices=spec.speech_voices,
     )
-    qa = question_answers(scene, np.random.default_rng(text_seed), spec.vocabulary)
+    qa = question_answers(
+        scene, np.random.default_rng(text_seed), spec.vocabulary, speech=spec.speech_share > 0
+    )
     return scene, captions(scene), labels(scene), qa
 
 
@@ -211,7 +230,7 @@ def generate_corpus(
     for name, indices in ranges.items():
         records = []
         for index in indices:
-            _, caption_list, label_list, qa = _describe(spec, index)
+            scene, caption_list, label_list, qa = _describe(spec, index)
             records.append(
                 ManifestRecord(
                     id=clip_id(spec, index),
@@ -222,6 +241,7 @@ def generate_corpus(
                     split=name,
                     duration=float(spec.clip_seconds),
                     source=SOURCE,
+                    event_description=event_description(scene),
                 )
             )
         manifest = out_dir / f"{name}.jsonl"

@@ -9,15 +9,20 @@ grounded in the audio. Attributes are coarse classes with wide gaps between them
 * duration: "short" (0.25-0.5 s) or "long" (0.9-1.3 s), for kinds that are not repeated;
 * pitch: "low" or "high", an octave or more apart, for kinds that come in both registers;
 * repetitions: 2-4 for kinds made of separate strikes (knock, beep).
+
+Speech (`SPEECH`) is an event kind of its own, drawn only when a corpus asks for spoken words: one word
+of `mint.data.synth.speech.WORDS` said by an espeak-ng voice, at a loud or soft level like the others.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
+from mint.data.synth.speech import WORDS, Voice, speak, voices
 from mint.errors import ConfigError, DataError
 
 LOUD_DBFS = -20.0
@@ -42,6 +47,8 @@ class Event:
     pitch: str | None = None
     pitch_hz: float | None = None
     repetitions: int = 1
+    word: str | None = None  # speech only: the word said, and by which voice
+    voice: Voice | None = None
 
 
 Renderer = Callable[[Event, int, np.random.Generator], np.ndarray]
@@ -234,6 +241,31 @@ _KINDS: dict[str, _Kind] = {
 }
 
 EVENT_KINDS: tuple[str, ...] = tuple(_KINDS)
+SPEECH = "speech"
+# Spoken words are measured at this rate when drawn, so a scene's timing does not depend on the output rate.
+_SPEECH_TIMING_RATE = 16000
+
+
+@lru_cache(maxsize=4096)
+def _spoken(word: str, voice: Voice, sample_rate: int) -> np.ndarray:
+    spoken = speak(word, voice, sample_rate)
+    spoken.flags.writeable = False
+    return spoken
+
+
+def sample_speech_event(rng: np.random.Generator, split: str) -> Event:
+    """One spoken word of `WORDS` in a voice of `split` ("train" or "held_out"), loud or soft."""
+    word = WORDS[int(rng.integers(len(WORDS)))]
+    choices = voices(split)
+    voice = choices[int(rng.integers(len(choices)))]
+    loudness = "loud" if rng.random() < 0.5 else "soft"
+    level = (LOUD_DBFS if loudness == "loud" else SOFT_DBFS) + rng.uniform(
+        -_LEVEL_JITTER_DB, _LEVEL_JITTER_DB
+    )
+    seconds = len(_spoken(word, voice, _SPEECH_TIMING_RATE)) / _SPEECH_TIMING_RATE
+    return Event(
+        kind=SPEECH, loudness=loudness, seconds=seconds, level_dbfs=float(level), word=word, voice=voice
+    )
 
 
 def check_kinds(kinds: list[str] | tuple[str, ...], where: str) -> None:
@@ -287,11 +319,14 @@ def _peak_short_time_rms(wave: np.ndarray, sample_rate: int) -> float:
 
 def render_event(event: Event, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
     """Float32 waveform of `round(event.seconds * sample_rate)` samples at the event's level."""
-    if event.kind not in _KINDS:
+    if event.kind == SPEECH:
+        wave = np.array(_spoken(event.word, event.voice, sample_rate))
+    elif event.kind in _KINDS:
+        wave = _KINDS[event.kind].render(event, sample_rate, rng)
+    else:
         raise DataError(
-            f"render_event: unknown event kind {event.kind!r}; expected one of {list(EVENT_KINDS)}"
+            f"render_event: unknown event kind {event.kind!r}; expected one of {[*EVENT_KINDS, SPEECH]}"
         )
-    wave = _KINDS[event.kind].render(event, sample_rate, rng)
     level = _peak_short_time_rms(wave, sample_rate)
     if level > 0.0:
         wave = wave * (10.0 ** (event.level_dbfs / 20.0) / level)

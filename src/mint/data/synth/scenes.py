@@ -12,7 +12,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mint.data.synth.events import EVENT_KINDS, SOFT_DBFS, Event, check_kinds, render_event, sample_event
+from mint.data.synth.events import (
+    EVENT_KINDS,
+    SOFT_DBFS,
+    SPEECH,
+    Event,
+    check_kinds,
+    render_event,
+    sample_event,
+    sample_speech_event,
+)
 from mint.errors import ConfigError
 
 BACKGROUNDS: tuple[str, ...] = ("white", "pink", "brown")
@@ -46,6 +55,11 @@ class Scene:
     @property
     def kinds(self) -> list[str]:
         return [placed.event.kind for placed in self.events]
+
+    @property
+    def speech(self) -> Event | None:
+        """The spoken word, if the scene has one."""
+        return next((placed.event for placed in self.events if placed.event.kind == SPEECH), None)
 
     def overlaps_previous(self, index: int) -> bool:
         """Whether event `index` starts before event `index - 1` has ended."""
@@ -95,8 +109,12 @@ def sample_scene(
     min_events: int = 1,
     max_events: int = 3,
     snr_db_range: tuple[float, float] = (10.0, 30.0),
+    speech_share: float = 0.0,
+    speech_voices: str = "train",
 ) -> Scene:
-    """Draw a scene of distinct kinds (from `event_kinds`, default all); `num_events` default is uniform."""
+    """Draw a scene of distinct kinds (from `event_kinds`, default all); `num_events` default is uniform.
+    With probability `speech_share` one of its events is a spoken word instead, in a voice of
+    `speech_voices` (see `mint.data.synth.speech.voices`)."""
     kinds = list(EVENT_KINDS if event_kinds is None else event_kinds)
     check_kinds(kinds, "event_kinds")
     if num_events is None:
@@ -111,6 +129,9 @@ def sample_scene(
         )
     chosen = [kinds[i] for i in rng.choice(len(kinds), size=num_events, replace=False)]
     events = [sample_event(rng, kind) for kind in chosen]
+    # Drawn only when asked for, so that corpora without speech stay what they were.
+    if speech_share > 0 and rng.random() < speech_share:
+        events[int(rng.integers(num_events))] = sample_speech_event(rng, speech_voices)
     return Scene(
         events=_place(events, clip_seconds, rng),
         background=BACKGROUNDS[rng.integers(len(BACKGROUNDS))],

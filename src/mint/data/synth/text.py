@@ -1,9 +1,9 @@
 """Text for a scene: paraphrased captions, labels and question-answer pairs, all read off the scene.
 
 Everything said is audible: kinds, order, overlap, loudness (12 dB classes), duration class,
-pitch class, number of strikes and the colour of the background noise. Answers are short and
-canonical (number words, event names, yes/no, loud/soft, short/long, high/low) so they can be
-scored by exact match.
+pitch class, number of strikes, the colour of the background noise, and a spoken word with who says it.
+Answers are short and canonical (number words, event names, yes/no, loud/soft, short/long, high/low,
+the word itself) so they can be scored by exact match.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from functools import partial
 import numpy as np
 
 from mint.data.manifest import QAPair
-from mint.data.synth.events import Event
+from mint.data.synth.events import SPEECH, Event
 from mint.data.synth.scenes import Scene
 
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
@@ -22,6 +22,9 @@ PITCH_RATIO_FOR_QUESTIONS = 2.0
 """Pitch is only compared across events at least an octave apart, where the answer is unambiguous."""
 
 _PLURALS = {"knock": "knocks", "beep": "beeps"}
+# The questions whose answer is the spoken word (the demo's spoken-word accuracy).
+WORD_QUESTIONS = ("what word is spoken?", "what does the voice say?")
+SPEAKING_QUESTIONS = ("is someone speaking?", "can you hear a voice?")
 
 # (subject, verb) of the clause describing each kind, e.g. "a siren" + "wails".
 _CLAUSES = {
@@ -46,6 +49,9 @@ def with_article(phrase: str) -> str:
 
 def _noun_phrase(event: Event, detailed: bool) -> str:
     """'a brief loud high-pitched tone', 'three soft knocks'; `detailed=False` keeps only loudness."""
+    if event.kind == SPEECH:
+        speaker = event.voice.speaker.removeprefix("a ") if detailed else "voice"
+        return f"a {event.loudness} {speaker}'s voice saying '{event.word}'"
     words = []
     if detailed and event.duration is not None:
         words.append("brief" if event.duration == "short" else "long")
@@ -59,6 +65,8 @@ def _noun_phrase(event: Event, detailed: bool) -> str:
 
 def _clause(event: Event) -> str:
     """'a siren wails loudly for a long time', 'someone knocks three times softly'."""
+    if event.kind == SPEECH:
+        return f"{event.voice.speaker} says '{event.word}' {_ADVERBS[event.loudness]}"
     subject, verb = _CLAUSES[event.kind]
     parts = [subject, verb]
     if event.repetitions > 1:
@@ -99,19 +107,31 @@ def _clause_caption(scene: Scene) -> str:
     return text
 
 
+def _bare_phrase(event: Event) -> str:
+    return f"someone saying '{event.word}'" if event.kind == SPEECH else with_article(event.kind)
+
+
 def captions(scene: Scene) -> list[str]:
     """Four paraphrases naming the events in order; every one but the clause form uses the kind names."""
     count = len(scene.events)
     detailed = _chain(scene, partial(_noun_phrase, detailed=True), " followed by ", " overlapping with ")
     summary = _chain(scene, partial(_noun_phrase, detailed=False), ", then ", ", overlapping with ")
     counted = f"{NUMBER_WORDS[count]} sounds: {summary}" if count > 1 else f"a single sound: {summary}"
-    bare = _chain(scene, lambda event: with_article(event.kind), " and then ", " together with ")
+    bare = _chain(scene, _bare_phrase, " and then ", " together with ")
     return [
         detailed,
         _clause_caption(scene),
         f"{bare} over {scene.background} noise",
         counted,
     ]
+
+
+def event_description(scene: Scene) -> str:
+    """Everything the captions can say about the scene, in one canonical text: each event with all its
+    attributes, in order, whether it overlaps the one before, and the background. Two scenes with the same
+    description are the same content to any caption (stage 1 never makes one the other's negative)."""
+    detailed = _chain(scene, partial(_noun_phrase, detailed=True), " followed by ", " overlapping with ")
+    return f"{detailed} over {scene.background} noise"
 
 
 def labels(scene: Scene) -> list[str]:
@@ -170,10 +190,11 @@ def _pitch_question(scene: Scene, rng: np.random.Generator) -> list[QAPair]:
 def _presence_questions(scene: Scene, rng: np.random.Generator, vocabulary: list[str]) -> list[QAPair]:
     """One 'yes' and one 'no' question per scene (or neither), so the answers are balanced exactly."""
     absent = [kind for kind in vocabulary if kind not in scene.kinds]
-    if not absent:
+    sounds = [kind for kind in scene.kinds if kind != SPEECH]  # a voice has questions of its own
+    if not absent or not sounds:
         return []
     template = _pick(rng, ["is there {}?", "can you hear {}?"])
-    present = scene.kinds[int(rng.integers(len(scene.kinds)))]
+    present = sounds[int(rng.integers(len(sounds)))]
     missing = absent[int(rng.integers(len(absent)))]
     pairs = [
         QAPair(template.format(with_article(present)), "yes"),
@@ -199,9 +220,23 @@ def _attribute_questions(event: Event) -> list[QAPair]:
     return pairs
 
 
-def question_answers(scene: Scene, rng: np.random.Generator, vocabulary: list[str]) -> list[QAPair]:
+def _speech_questions(scene: Scene, rng: np.random.Generator) -> list[QAPair]:
+    speech = scene.speech
+    if speech is None:
+        return [QAPair(_pick(rng, list(SPEAKING_QUESTIONS)), "no")]
+    return [
+        QAPair(_pick(rng, list(SPEAKING_QUESTIONS)), "yes"),
+        QAPair(_pick(rng, list(WORD_QUESTIONS)), speech.word),
+        QAPair("who is speaking, a man or a woman?", speech.voice.speaker.removeprefix("a ")),
+    ]
+
+
+def question_answers(
+    scene: Scene, rng: np.random.Generator, vocabulary: list[str], speech: bool = False
+) -> list[QAPair]:
     """QA pairs about count, order, loudness, pitch, presence (absent kinds drawn from `vocabulary`),
-    each event's attributes and the background."""
+    each event's attributes and the background; with `speech` (a corpus that has spoken words) also
+    whether someone speaks, the word and who says it."""
     count = len(scene.events)
     pairs = [
         QAPair(
@@ -216,4 +251,6 @@ def question_answers(scene: Scene, rng: np.random.Generator, vocabulary: list[st
     for placed in scene.events:
         pairs += _attribute_questions(placed.event)
     pairs.append(QAPair("what kind of background noise is there?", f"{scene.background} noise"))
+    if speech:
+        pairs += _speech_questions(scene, rng)
     return pairs
