@@ -12,7 +12,7 @@ from mint.data.manifest import ManifestRecord
 from mint.data.pairs import CaptionPairDataset, check_templates, label_captions, label_text
 from mint.data.sources import ManifestSource
 from mint.errors import ConfigError, DataError
-from mint.objectives.matching import caption_key
+from mint.objectives.keys import caption_key
 from mint.training.config import DataConfig, PretrainConfig
 
 TEMPLATES = ["the sound of a {label}", "{label} can be heard", "a recording of {label}"]
@@ -51,7 +51,7 @@ def test_a_labelled_clip_without_captions_is_described_by_its_label(tmp_path):
     for epoch in range(40):
         item = dataset[(epoch, 0)]
         assert item["caption"] in expected
-        assert item["text_key"] == caption_key(item["caption"])
+        assert item["caption_key"] == caption_key(item["caption"])
         seen.add(item["caption"])
     assert seen == expected  # the caption is drawn among all templates, not always the first
     evaluation = _dataset([_record(tmp_path, "dog-1", labels=["Dog bark"])], TEMPLATES, train=False)

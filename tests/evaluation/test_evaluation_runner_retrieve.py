@@ -1,4 +1,5 @@
-"""`mint eval retrieve`: ATC ranking and ATM re-ranking of the top k, checked against a by-hand recomputation."""
+"""`mint eval retrieve`: ATC ranking and ATM re-ranking of the top k, checked against a by-hand recomputation;
+the re-ranking weight's calibration on a validation manifest."""
 
 from __future__ import annotations
 
@@ -13,13 +14,23 @@ import torch
 from mint.cli.main import main
 from mint.config import load_config
 from mint.data.synth import SynthSpec, generate_corpus
-from mint.evaluation.retrieve import rerank_rows, top_k
+from mint.errors import ConfigError
+from mint.evaluation.retrieve import (
+    RankedPairs,
+    RetrieveOptions,
+    calibrate_rerank,
+    choose_weight,
+    rerank_rows,
+    run_retrieval,
+    top_k,
+)
 from mint.modeling import MintModel
 from mint.training.config import PretrainConfig
-from mint_testing import tiny_pretrain_overrides
+from mint_testing import jitter_trainable_, tiny_pretrain_overrides
 
 REPO = Path(__file__).resolve().parents[2]
 K = 3
+CALIBRATION_K = 8  # re-ranking the top 8 can change R@1 and R@5
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -96,15 +107,15 @@ def _rank_metrics(orders: list[list[int]], relevant: list[set[int]]) -> dict:
     return metrics
 
 
-def _orders(scores: np.ndarray, atm: dict | None, pair) -> list[list[int]]:
-    """Per query row: top K by ATC re-ordered by ATM (when given), then the rest in ATC order."""
+def _orders(scores: np.ndarray, atm: dict | None, pair, weight: float = 0.0, k: int = K) -> list[list[int]]:
+    """Per query row: top k by ATC re-ordered by ATC + weight x ATM (when given), then the rest in ATC order."""
     orders = []
     for query, row in enumerate(scores):
         by_atc = sorted(range(len(row)), key=lambda item: -row[item])
-        head = by_atc[:K]
+        head = by_atc[:k]
         if atm is not None:
-            head = sorted(head, key=lambda item: -atm[pair(query, item)])
-        orders.append(head + by_atc[K:])
+            head = sorted(head, key=lambda item: -(row[item] + weight * atm[pair(query, item)]))
+        orders.append(head + by_atc[k:])
     return orders
 
 
@@ -113,11 +124,14 @@ def test_rerank_moves_only_the_top_k_and_keeps_the_rest_in_atc_order():
     atm = np.array([[-5.0, 100.0, 100.0, 3.0, 50.0]])
     top = top_k(similarity, 2)
     assert top.tolist() == [[0, 3]]
-    reranked = rerank_rows(similarity, top, atm)
-    # Item 3 has the better ATM score of the two re-ranked, and even item 0's ATM score of -5 stays above
-    # every item outside the top 2; items 1, 2, 4 are not re-ranked, whatever their ATM score.
+    reranked = rerank_rows(similarity, top, atm, weight=1.0)
+    # Item 3 scores 0.7 + 3 against item 0's 0.9 - 5, and even item 0 stays above every item outside the
+    # top 2; items 1, 2, 4 are not re-ranked, whatever their ATM score.
     assert np.argsort(-reranked[0], kind="stable").tolist() == [3, 0, 2, 4, 1]
     assert reranked[0, [1, 2, 4]].tolist() == [0.1, 0.5, 0.3]
+    # With a small weight ATC's lead decides: 0.9 - 0.05 > 0.7 + 0.03.
+    light = rerank_rows(similarity, top, atm, weight=0.01)
+    assert np.argsort(-light[0], kind="stable").tolist() == [0, 3, 2, 4, 1]
 
 
 def test_retrieve_cli_matches_a_by_hand_atc_and_atm_ranking(model_dir, manifest, tmp_path, capsys):
@@ -149,6 +163,12 @@ def test_retrieve_cli_matches_a_by_hand_atc_and_atm_ranking(model_dir, manifest,
             logits = model.match_logits(audio[a], *model.tokenize([captions[t]]))[0]
             atm[(a, t)] = float(logits[1] - logits[0])
 
+    # Not calibrated: the weight is the model's temperature.
+    weight = results["atm"]["weight"]
+    assert (
+        weight == pytest.approx(model.config.temperature)
+        and "not calibrated" in results["atm"]["weight_source"]
+    )
     a2t_relevant = [set(np.flatnonzero(owner == a)) for a in range(n_audio)]
     t2a_relevant = [{owner[t]} for t in range(n_text)]
     expected = {
@@ -157,21 +177,28 @@ def test_retrieve_cli_matches_a_by_hand_atc_and_atm_ranking(model_dir, manifest,
             "text_to_audio": _rank_metrics(_orders(similarity.T, None, None), t2a_relevant),
         },
         "atc+atm": {
-            "audio_to_text": _rank_metrics(_orders(similarity, atm, lambda q, i: (q, i)), a2t_relevant),
-            "text_to_audio": _rank_metrics(_orders(similarity.T, atm, lambda q, i: (i, q)), t2a_relevant),
+            "audio_to_text": _rank_metrics(
+                _orders(similarity, atm, lambda q, i: (q, i), weight), a2t_relevant
+            ),
+            "text_to_audio": _rank_metrics(
+                _orders(similarity.T, atm, lambda q, i: (i, q), weight), t2a_relevant
+            ),
         },
     }
     for method, directions in expected.items():
         for direction, metrics in directions.items():
             assert results["metrics"][method][direction] == pytest.approx(metrics), (method, direction)
 
-    # The first ten items of every query: the top K in ATM order, then the rest in ATC order.
+    # The first ten items of every query: the top K in re-ranking order, then the rest in ATC order.
     clips = [record["id"] for record in _kept(manifest)]
     names = [f"{record['id']}/{n}" for record in _kept(manifest) for n in range(len(record["captions"]))]
-    a2t = {"atc": _orders(similarity, None, None), "atc+atm": _orders(similarity, atm, lambda q, i: (q, i))}
+    a2t = {
+        "atc": _orders(similarity, None, None),
+        "atc+atm": _orders(similarity, atm, lambda q, i: (q, i), weight),
+    }
     t2a = {
         "atc": _orders(similarity.T, None, None),
-        "atc+atm": _orders(similarity.T, atm, lambda q, i: (i, q)),
+        "atc+atm": _orders(similarity.T, atm, lambda q, i: (i, q), weight),
     }
     rankings = [json.loads(line) for line in (out / "rankings.jsonl").read_text().splitlines()]
     assert len(rankings) == n_audio + n_text
@@ -200,3 +227,120 @@ def test_k_beyond_the_gallery_scores_every_pair_once(model_dir, manifest, tmp_pa
     results = json.loads((out / "results.json").read_text())
     n_audio, n_text = results["counts"]["audio"], results["counts"]["captions"]
     assert results["atm"]["pair_evaluations"] == n_audio * n_text == results["atm"]["all_pairs"]
+
+
+def test_calibration_picks_the_best_weight_on_validation_and_saves_it(model_dir, manifest, tmp_path):
+    model_copy = tmp_path / "model"
+    # Jittered, so that ATM's log-odds differ clearly between pairs and the weight changes the rankings.
+    jitter_trainable_(MintModel.from_pretrained(model_dir), 0.2).save_pretrained(model_copy)
+    weights_before = (model_copy / "model.safetensors").read_bytes()
+    grid = (0.0, 0.01, 0.1, 1.0, 10.0)
+    options = RetrieveOptions(k=CALIBRATION_K, progress=False, workers=0, device="cpu")
+    results = calibrate_rerank(manifest, model_copy, tmp_path / "calibration", options, grid=grid)
+    assert (model_copy / "model.safetensors").read_bytes() == weights_before
+
+    model = MintModel.from_pretrained(model_copy).eval()
+    audio, similarity, owner, captions = _by_hand(model, manifest)
+    n_audio, n_text = similarity.shape
+    atm = {}
+    with torch.no_grad():
+        for a in range(n_audio):
+            for t in range(n_text):
+                logits = model.match_logits(audio[a], *model.tokenize([captions[t]]))[0]
+                atm[(a, t)] = float(logits[1] - logits[0])
+    a2t_relevant = [set(np.flatnonzero(owner == a)) for a in range(n_audio)]
+    t2a_relevant = [{owner[t]} for t in range(n_text)]
+
+    def hits(weight: float) -> list[np.ndarray]:
+        """Per direction, each query's mean over k = 1, 5, 10 of "a relevant item is in the top k"."""
+        per_direction = []
+        for orders, relevant in (
+            (_orders(similarity, atm, lambda q, i: (q, i), weight, CALIBRATION_K), a2t_relevant),
+            (_orders(similarity.T, atm, lambda q, i: (i, q), weight, CALIBRATION_K), t2a_relevant),
+        ):
+            first = np.array(
+                [
+                    next(r for r, item in enumerate(order, 1) if item in hit)
+                    for order, hit in zip(orders, relevant, strict=True)
+                ]
+            )
+            per_direction.append(np.mean([first <= k for k in (1, 5, 10)], axis=0))
+        return per_direction
+
+    scores = [np.mean([direction.mean() for direction in hits(weight)]) for weight in grid]
+    assert [row["score"] for row in results["grid"]] == pytest.approx(scores)
+    assert len(set(scores)) > 1, "every weight scored the same: the check below would be weak"
+    best = [weight for weight, score in zip(grid, scores, strict=True) if score == max(scores)]
+    best = best[(len(best) - 1) // 2]
+    assert results["best_weight"] == best
+    # Kept only when it beats ATC alone by more than one standard error of the paired per-query differences.
+    differences = [b - a for a, b in zip(hits(0.0), hits(best), strict=True)]
+    gain = np.mean([d.mean() for d in differences])
+    error = np.sqrt(sum(d.var(ddof=1) / len(d) for d in differences)) / 2
+    assert results["gain_over_atc"] == pytest.approx(gain) and results[
+        "gain_standard_error"
+    ] == pytest.approx(error)
+    assert results["weight"] == (best if gain > error else 0.0)
+    # Saved with the model (its weights untouched), and what retrieval then uses.
+    assert model.config.rerank_weight == results["weight"] == model.rerank_weight
+    retrieval = run_retrieval(manifest, model_copy, tmp_path / "retrieval", options)
+    assert retrieval["atm"]["weight"] == results["weight"]
+    assert retrieval["atm"]["weight_source"] == "calibrated on a validation split"
+    assert "Chosen weight" in (tmp_path / "calibration" / "summary.md").read_text()
+    # An explicit weight wins over the saved one.
+    explicit = run_retrieval(
+        manifest,
+        model_copy,
+        tmp_path / "explicit",
+        RetrieveOptions(k=K, progress=False, workers=0, atm_weight=2.5),
+    )
+    assert explicit["atm"]["weight"] == 2.5 and explicit["atm"]["weight_source"] == "option"
+
+
+def test_calibration_refuses_a_bad_grid(model_dir, manifest, tmp_path):
+    with pytest.raises(ConfigError, match="grid"):
+        calibrate_rerank(manifest, model_dir, tmp_path, RetrieveOptions(progress=False), grid=(0.0, -1.0))
+    with pytest.raises(ConfigError, match="atm_weight"):
+        RetrieveOptions(atm_weight=float("nan"))
+
+
+def _ranked(similarity: np.ndarray, atm: np.ndarray, k: int) -> RankedPairs:
+    """Clip i described by caption i alone, ranked by hand-made ATC and ATM scores."""
+    clips = similarity.shape[0]
+    return RankedPairs(
+        kept=list(range(clips)),
+        skipped=[],
+        similarity=similarity,
+        atm=atm,
+        a2t_top=top_k(similarity, k),
+        t2a_top=top_k(similarity.T, k),
+        text_to_audio=np.arange(clips),
+        evaluated=0,
+    )
+
+
+def test_a_weight_that_fixes_every_query_is_kept_and_one_within_the_noise_is_not():
+    clips = 12
+    # ATC puts each clip's caption second, behind the next clip's; ATM knows the true pairs.
+    similarity = np.eye(clips) * 0.5 + np.roll(np.eye(clips), 1, axis=1) * 0.6
+    atm = np.eye(clips) * 4.0 - 2.0
+    choice = choose_weight(_ranked(similarity, atm, k=3), grid=(0.0, 0.1, 1.0))
+    # With weight 0.1 the true pair gains 0.4 against a 0.1 deficit: every query moves from rank 2 to 1.
+    assert choice["best_weight"] == 0.1 and choice["weight"] == 0.1
+    # Per query, R@1 goes 0 -> 1 while R@5 and R@10 stay hit: a third of the score, in both directions.
+    assert choice["gain_over_atc"] == pytest.approx(1 / 3)
+    assert choice["gain_standard_error"] == pytest.approx(0.0, abs=1e-12)  # every query gains the same
+
+    # ATM puts two true pairs first and pushes one that ATC had first down (in both directions): a gain,
+    # but within the noise of twelve queries, so ATC's ranking is kept.
+    similarity[5, 5] = 0.7
+    mixed = np.zeros((clips, clips))
+    mixed[0, 0] = mixed[1, 1] = 1.0  # fixes clips and captions 0 and 1
+    mixed[5, 6] = mixed[4, 5] = 1.0  # ranks caption 6 above clip 5's own, clip 4 above caption 5's own
+    noisy = choose_weight(_ranked(similarity, mixed, k=2), grid=(0.0, 1.0))
+    assert noisy["best_weight"] == 1.0
+    # Per direction the per-query gains are +1/3, +1/3, -1/3 and nine zeros.
+    differences = np.array([1, 1, -1] + [0] * 9) / 3
+    assert noisy["gain_over_atc"] == pytest.approx(differences.mean())
+    assert noisy["gain_standard_error"] == pytest.approx(np.sqrt(2 * differences.var(ddof=1) / 12) / 2)
+    assert noisy["gain_over_atc"] <= noisy["gain_standard_error"] and noisy["weight"] == 0.0

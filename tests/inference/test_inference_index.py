@@ -152,24 +152,31 @@ def _independent(model: MintModel, index: AudioIndex) -> tuple[list[str], np.nda
 def test_text_search_ranks_as_an_independent_recomputation(pipeline, model, built):
     paths, similarity, match = _independent(model, built)
     by_similarity = [paths[i] for i in np.argsort(-similarity)]
-    by_match = [paths[i] for i in np.argsort(-match)]
+    scores = {paths[i]: match[i] for i in range(len(paths))}
 
     atc_only = pipeline.search(QUERY, built, k=6, rerank=0)
     assert [hit.path for hit in atc_only] == by_similarity
-    assert all(hit.match is None for hit in atc_only) and [hit.rank for hit in atc_only] == list(range(1, 7))
+    assert all(hit.match is None and hit.score is None for hit in atc_only)
+    assert [hit.rank for hit in atc_only] == list(range(1, 7))
     expected = {paths[i]: similarity[i] for i in range(len(paths))}
     np.testing.assert_allclose(
         [hit.similarity for hit in atc_only], [expected[h.path] for h in atc_only], atol=3e-3
     )
 
+    # Re-ranked: ATC similarity (as stored in the index, float16) + w x ATM log-odds, w the model's.
+    weight = model.rerank_weight
+    assert weight == pytest.approx(model.config.temperature)  # not calibrated
     reranked = pipeline.search(QUERY, built, k=6, rerank=6)
-    assert [hit.path for hit in reranked] == by_match
-    scores = {paths[i]: match[i] for i in range(len(paths))}
     np.testing.assert_allclose([hit.match for hit in reranked], [scores[h.path] for h in reranked], atol=1e-5)
+    combined = {hit.path: hit.similarity + weight * scores[hit.path] for hit in reranked}
+    assert [hit.path for hit in reranked] == sorted(combined, key=lambda path: -combined[path])
+    np.testing.assert_allclose(
+        [hit.score for hit in reranked], [combined[h.path] for h in reranked], atol=1e-5
+    )
 
     # Only the top two under ATC are re-ranked; places three and four keep ATC order.
     partial = pipeline.search(QUERY, built, k=4, rerank=2)
-    top_two = sorted(by_similarity[:2], key=lambda path: -scores[path])
+    top_two = sorted(by_similarity[:2], key=lambda path: -combined[path])
     assert [hit.path for hit in partial] == [*top_two, *by_similarity[2:4]]
     assert [hit.match is not None for hit in partial] == [True, True, False, False]
 

@@ -35,7 +35,7 @@ def _outputs(model: MintModel, batch) -> dict[str, torch.Tensor]:
             "audio": model.audio_embeddings(audio),
             "text": model.text_embeddings(ids, mask),
             "match": model.match_logits(audio, ids, mask),
-            "generate": model.generation_logits(audio, ids, mask),
+            "generate": model.generation_logits(model.query_pass(audio), ids, mask),
         }
 
 

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from mint.errors import ConfigError, MintError
-from mint.objectives import ContrastiveLoss, LearnableTemperature, audio_text_similarity
+from mint.objectives import ContentMatches, ContrastiveLoss, LearnableTemperature, audio_text_similarity
 
 
 def _normalised(*shape: int, seed: int) -> torch.Tensor:
@@ -24,6 +24,12 @@ def _reference_similarity(audio: np.ndarray, text: np.ndarray) -> np.ndarray:
         for j in range(text.shape[0]):
             result[i, j] = max(float(np.dot(audio[i, q], text[j])) for q in range(audio.shape[1]))
     return result
+
+
+def _same_ids(local: list[int], everyone: list[int]) -> ContentMatches:
+    """Positives where two pairs carry the same id, both directions."""
+    same = torch.tensor([[a == b for b in everyone] for a in local])
+    return ContentMatches(same, same.clone())
 
 
 def _reference_log_softmax(row: np.ndarray) -> np.ndarray:
@@ -95,8 +101,9 @@ def test_contrastive_loss_matches_reference() -> None:
     result = ContrastiveLoss()(audio, text, 0.1)
     sim = _reference_similarity(audio.numpy(), text.numpy())
     assert result.loss.item() == pytest.approx(_reference_infonce(sim, 0.1), rel=1e-6)
-    np.testing.assert_allclose(result.sim_a2t.numpy(), sim / 0.1, rtol=1e-6)
-    np.testing.assert_allclose(result.sim_t2a.numpy(), sim.T / 0.1, rtol=1e-6)
+    # The similarities handed to hard-negative mining are cosines, not divided by the temperature.
+    np.testing.assert_allclose(result.sim_a2t.numpy(), sim, rtol=1e-6)
+    np.testing.assert_allclose(result.sim_t2a.numpy(), sim.T, rtol=1e-6)
     assert not result.sim_a2t.requires_grad and not result.sim_t2a.requires_grad
 
 
@@ -104,18 +111,39 @@ def test_contrastive_loss_with_duplicate_pairs_matches_reference() -> None:
     pair_ids = [7, 3, 7, 9, 3, 1]
     audio = _normalised(6, 2, 8, seed=4)
     text = _normalised(6, 8, seed=5)
-    result = ContrastiveLoss()(audio, text, 0.05, pair_ids=torch.tensor(pair_ids))
+    result = ContrastiveLoss()(audio, text, 0.05, positives=_same_ids(pair_ids, pair_ids))
     sim = _reference_similarity(audio.numpy(), text.numpy())
     assert result.loss.item() == pytest.approx(_reference_infonce(sim, 0.05, pair_ids), rel=1e-6)
 
 
-def test_unique_pair_ids_equal_default_targets() -> None:
+def test_positives_of_each_pair_alone_equal_default_targets() -> None:
     audio = _normalised(5, 3, 8, seed=6)
     text = _normalised(5, 8, seed=7)
     loss = ContrastiveLoss()
     plain = loss(audio, text, 0.07).loss
-    with_ids = loss(audio, text, 0.07, pair_ids=torch.tensor([10, 20, 30, 40, 50])).loss
-    assert with_ids.item() == pytest.approx(plain.item(), rel=1e-9)
+    ids = [10, 20, 30, 40, 50]
+    with_positives = loss(audio, text, 0.07, positives=_same_ids(ids, ids)).loss
+    assert with_positives.item() == pytest.approx(plain.item(), rel=1e-9)
+
+
+def test_positives_may_differ_by_direction() -> None:
+    """Caption 0 is also a caption of clip 1 (clip 1 -> caption 0 matches) but caption 1 is not one of clip
+    0's: the clip-to-caption and caption-to-clip targets differ."""
+    audio = _normalised(3, 2, 8, seed=10)
+    text = _normalised(3, 8, seed=11)
+    eye = torch.eye(3, dtype=torch.bool)
+    clip_to_caption = eye.clone()
+    clip_to_caption[1, 0] = True
+    caption_to_clip = eye.clone()
+    caption_to_clip[0, 1] = True
+    result = ContrastiveLoss()(audio, text, 0.1, positives=ContentMatches(clip_to_caption, caption_to_clip))
+    logits = _reference_similarity(audio.numpy(), text.numpy()) / 0.1
+    expected = 0.0
+    for matrix, positives in ((logits, clip_to_caption.numpy()), (logits.T, caption_to_clip.numpy())):
+        for i in range(3):
+            columns = np.flatnonzero(positives[i])
+            expected -= sum(_reference_log_softmax(matrix[i])[columns]) / len(columns) / 3 / 2
+    assert result.loss.item() == pytest.approx(expected, rel=1e-9)
 
 
 def test_contrastive_gradient_reaches_embeddings_and_temperature() -> None:
@@ -133,8 +161,11 @@ def test_contrastive_loss_checks_inputs() -> None:
         loss(torch.zeros(3, 2, 4), torch.zeros(2, 4), 0.1)
     with pytest.raises(MintError, match="temperature"):
         loss(torch.zeros(2, 2, 4), torch.zeros(2, 4), 0.0)
-    with pytest.raises(MintError, match="pair_ids"):
-        loss(torch.zeros(2, 2, 4), torch.zeros(2, 4), 0.1, pair_ids=torch.tensor([1.0, 2.0]))
+    with pytest.raises(MintError, match=r"positives\.clip_to_caption"):
+        loss(torch.zeros(2, 2, 4), torch.zeros(2, 4), 0.1, positives=_same_ids([1, 2, 3], [1, 2]))
+    not_own = ContentMatches(torch.zeros(2, 2, dtype=torch.bool), torch.eye(2, dtype=torch.bool))
+    with pytest.raises(MintError, match="own pair"):
+        loss(torch.zeros(2, 2, 4), torch.zeros(2, 4), 0.1, positives=not_own)
     with pytest.raises(ConfigError, match="rank"):
         ContrastiveLoss(rank=2, world_size=2)
 

@@ -14,7 +14,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from mint.distributed import gather_no_grad, gather_objects, gather_with_grad, is_main_process, world_info
-from mint.objectives import ContrastiveLoss, LearnableTemperature
+from mint.objectives import ContentMatches, ContrastiveLoss, LearnableTemperature
 from mint_testing import run_gloo_workers
 
 WORLD = 2
@@ -32,8 +32,14 @@ def _problem() -> dict[str, torch.Tensor]:
     }
 
 
+def _same_ids(local: list[int]) -> ContentMatches:
+    """Positives where a local pair and a pair of the global batch share an id (a clip seen twice)."""
+    same = torch.tensor([[a == b for b in PAIR_IDS] for a in local])
+    return ContentMatches(same, same.clone())
+
+
 def _loss_and_grads(
-    rank: int, world_size: int, rows: slice, gather_grad: bool, pair_ids: torch.Tensor | None
+    rank: int, world_size: int, rows: slice, gather_grad: bool, positives: ContentMatches | None
 ) -> dict[str, torch.Tensor]:
     problem = _problem()
     weight = problem["weight"].requires_grad_(True)
@@ -41,7 +47,7 @@ def _loss_and_grads(
     text = problem["text"][rows].requires_grad_(True)
     temperature = LearnableTemperature(init=0.1).double()
     result = ContrastiveLoss(rank, world_size, gather_with_grad=gather_grad)(
-        F.normalize(audio @ weight, dim=-1), F.normalize(text @ weight, dim=-1), temperature(), pair_ids
+        F.normalize(audio @ weight, dim=-1), F.normalize(text @ weight, dim=-1), temperature(), positives
     )
     result.loss.backward()
     return {
@@ -56,7 +62,7 @@ def _loss_and_grads(
 
 def _rank_results(rank: int) -> dict:
     rows = slice(rank * LOCAL_BATCH, (rank + 1) * LOCAL_BATCH)
-    local_ids = torch.tensor(PAIR_IDS[rows])
+    local_pairs = _same_ids(PAIR_IDS[rows])
     return {
         "world_info": world_info(),
         "main": is_main_process(),
@@ -64,7 +70,7 @@ def _rank_results(rank: int) -> dict:
         "no_grad": gather_no_grad(torch.tensor([rank, 10 + rank])),
         "with_grad": _loss_and_grads(rank, WORLD, rows, True, None),
         "without_grad": _loss_and_grads(rank, WORLD, rows, False, None),
-        "pairs": _loss_and_grads(rank, WORLD, rows, True, local_ids),
+        "pairs": _loss_and_grads(rank, WORLD, rows, True, local_pairs),
     }
 
 
@@ -81,7 +87,7 @@ def test_no_process_group_means_single_process() -> None:
 def test_two_process_gradients_equal_single_process_full_batch(tmp_path: Path) -> None:
     ranks = run_gloo_workers(_rank_results, WORLD, tmp_path)
     full = _loss_and_grads(0, 1, slice(None), True, None)
-    full_pairs = _loss_and_grads(0, 1, slice(None), True, torch.tensor(PAIR_IDS))
+    full_pairs = _loss_and_grads(0, 1, slice(None), True, _same_ids(PAIR_IDS))
 
     assert [result["world_info"] for result in ranks] == [(0, WORLD), (1, WORLD)]
     assert [result["main"] for result in ranks] == [True, False]

@@ -1,29 +1,27 @@
-"""ATM: hard-negative sampling rules and frequencies, matching loss and caption keys."""
+"""ATM: hard-negative sampling rules and frequencies, matching loss, log-odds and the re-ranking score."""
 
 from __future__ import annotations
 
 import math
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from scipy.stats import chisquare
 
-from mint.errors import MintError
+from mint.errors import ConfigError, MintError
 from mint.objectives import (
-    caption_key,
-    caption_keys,
+    ContentMatches,
+    NegativeSampling,
+    match_log_odds,
     match_logits_from_queries,
     matching_loss,
+    rerank_score,
     sample_hard_negatives,
 )
 
-SRC = Path(__file__).resolve().parents[2] / "src"
+HARDEST = NegativeSampling(temperature=1.0, uniform_share=0.0)
 
 
 @pytest.fixture
@@ -37,51 +35,48 @@ def one_torch_thread() -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def _random_batch(seed: int, batch: int, world: int) -> dict:
+def _random_case(seed: int, batch: int, world: int) -> dict:
+    """Similarities and random match matrices (each row's own column a match) of one rank's rows."""
     generator = torch.Generator().manual_seed(seed)
     total = batch * world
+    rank = int(torch.randint(0, world, (1,), generator=generator))
+    own = torch.zeros(batch, total, dtype=torch.bool)
+    own[torch.arange(batch), torch.arange(batch) + rank * batch] = True
+    clip_to_caption = (torch.rand(batch, total, generator=generator) < 0.4) | own
+    caption_to_clip = (torch.rand(batch, total, generator=generator) < 0.4) | own
     return {
-        "sim_a2t": torch.randn(batch, total, generator=generator) * 5,
-        "sim_t2a": torch.randn(batch, total, generator=generator) * 5,
-        # Few distinct values so that clips and captions repeat within the batch.
-        "audio_keys": torch.randint(0, max(2, total // 2), (total,), generator=generator),
-        "text_keys": torch.randint(0, max(2, total // 3), (total,), generator=generator),
-        "rank": int(torch.randint(0, world, (1,), generator=generator)),
+        "sim_a2t": torch.rand(batch, total, generator=generator) * 2 - 1,
+        "sim_t2a": torch.rand(batch, total, generator=generator) * 2 - 1,
+        "matches": ContentMatches(clip_to_caption, caption_to_clip),
     }
 
 
-def _allowed(audio_keys: list[int], text_keys: list[int], anchor: int, candidate: int) -> bool:
-    return (
-        candidate != anchor
-        and audio_keys[candidate] != audio_keys[anchor]
-        and text_keys[candidate] != text_keys[anchor]
-    )
-
-
 @pytest.mark.usefixtures("one_torch_thread")
-def test_negatives_never_positive_same_caption_or_same_clip() -> None:
+def test_negatives_are_never_matches_and_rows_without_candidates_are_invalid() -> None:
     for seed in range(200):
         batch, world = 1 + seed % 5, 1 + seed % 3
-        inputs = _random_batch(seed, batch, world)
-        result = sample_hard_negatives(**inputs, generator=torch.Generator().manual_seed(seed))
-        audio_keys, text_keys = inputs["audio_keys"].tolist(), inputs["text_keys"].tolist()
-        for i in range(batch):
-            anchor = inputs["rank"] * batch + i
-            any_allowed = any(_allowed(audio_keys, text_keys, anchor, j) for j in range(batch * world))
-            for index, valid in (
-                (result.text_index, result.text_valid),
-                (result.audio_index, result.audio_valid),
-            ):
-                assert bool(valid[i]) == any_allowed
+        case = _random_case(seed, batch, world)
+        sampling = NegativeSampling(temperature=0.05 + seed % 4 * 0.3, uniform_share=seed % 3 / 2)
+        result = sample_hard_negatives(
+            **case, generator=torch.Generator().manual_seed(seed), sampling=sampling
+        )
+        for index, valid, matches in (
+            (result.text_index, result.text_valid, case["matches"].clip_to_caption.tolist()),
+            (result.audio_index, result.audio_valid, case["matches"].caption_to_clip.tolist()),
+        ):
+            for i in range(batch):
+                allowed = [j for j in range(batch * world) if not matches[i][j]]
+                assert bool(valid[i]) == bool(allowed)
                 assert 0 <= int(index[i]) < batch * world
                 if valid[i]:
-                    assert _allowed(audio_keys, text_keys, anchor, int(index[i]))
+                    assert int(index[i]) in allowed
 
 
-def test_all_identical_captions_are_flagged_invalid() -> None:
-    sims = torch.tensor([[1e4, -1e4, 3.0, 0.0]] * 4)
+def test_a_row_whose_candidates_all_match_is_flagged_invalid_and_stays_finite() -> None:
+    every = torch.ones(4, 4, dtype=torch.bool)
+    sims = torch.tensor([[1.0, -1.0, 0.3, 0.0]] * 4)
     result = sample_hard_negatives(
-        sims, sims.clone(), torch.arange(4), torch.full((4,), 42), 0, torch.Generator().manual_seed(0)
+        sims, sims.clone(), ContentMatches(every, every.clone()), torch.Generator().manual_seed(0), HARDEST
     )
     for index, valid in ((result.text_index, result.text_valid), (result.audio_index, result.audio_valid)):
         assert not valid.any()
@@ -92,55 +87,56 @@ def test_all_identical_captions_are_flagged_invalid() -> None:
     assert torch.isfinite(loss) and loss.item() == 0.0
 
 
-def test_batch_of_one_is_flagged_invalid() -> None:
-    sims = torch.tensor([[0.3]])
+def test_no_uniform_share_and_a_cold_temperature_pick_the_most_similar_allowed() -> None:
+    sim = torch.tensor([[0.9, 0.8, -0.5, 0.6]])
+    matches = torch.tensor([[True, True, False, False]])  # column 1 is another caption of the clip
     result = sample_hard_negatives(
-        sims, sims, torch.tensor([5]), torch.tensor([6]), 0, torch.Generator().manual_seed(0)
+        sim,
+        sim,
+        ContentMatches(matches, matches.clone()),
+        torch.Generator().manual_seed(3),
+        NegativeSampling(temperature=1e-3, uniform_share=0.0),
     )
-    assert result.text_index.tolist() == [0] and result.audio_index.tolist() == [0]
-    assert not result.text_valid.any() and not result.audio_valid.any()
-
-
-def test_extreme_similarities_pick_the_largest_allowed() -> None:
-    sim = torch.tensor([[5e4, 1e4, -5e4, 2e4]])
-    result = sample_hard_negatives(
-        sim, sim, torch.arange(4), torch.arange(4), 0, torch.Generator().manual_seed(3)
-    )
-    # Column 0 is the positive; among the rest 3 (2e4) dominates completely.
     assert result.text_index.tolist() == [3] and result.audio_index.tolist() == [3]
 
 
 @pytest.mark.usefixtures("one_torch_thread")
-def test_sampling_frequencies_follow_softmax_over_allowed_candidates() -> None:
-    batch, rank = 2, 1
-    sim_a2t = torch.tensor([[0.5, 1.0, 2.0, -1.0], [0.0, 1.5, 0.2, 0.7]])
-    sim_t2a = torch.tensor([[1.0, 0.0, 0.3, 0.1], [2.0, -0.5, 0.4, 1.2]])
-    audio_keys = torch.tensor([1, 2, 3, 4])
-    text_keys = torch.tensor([10, 11, 10, 12])  # pair 0 repeats the caption of pair 2
+@pytest.mark.parametrize(
+    "sampling", [NegativeSampling(0.5, 0.0), NegativeSampling(0.2, 0.4), NegativeSampling(0.1, 1.0)]
+)
+def test_sampling_frequencies_follow_the_mixture_of_softmax_and_uniform(sampling: NegativeSampling) -> None:
+    sim_a2t = torch.tensor([[0.5, 0.1, 0.2, -0.1, 0.3], [0.0, 0.15, 0.2, 0.07, -0.3]])
+    sim_t2a = torch.tensor([[0.1, 0.0, 0.3, 0.1, 0.2], [0.2, -0.05, 0.4, 0.12, 0.0]])
+    # Rows are global pairs 2 and 3 (rank 1 of a batch of 2, plus one more column); pair 0 shares row 0's
+    # caption set in one direction only.
+    clip_to_caption = torch.tensor([[True, False, True, False, False], [False, False, False, True, False]])
+    caption_to_clip = torch.tensor([[False, False, True, False, False], [False, True, False, True, False]])
+    matches = ContentMatches(clip_to_caption, caption_to_clip)
     generator = torch.Generator().manual_seed(1234)
-    draws = 2000
-    samples = [
-        sample_hard_negatives(sim_a2t, sim_t2a, audio_keys, text_keys, rank, generator) for _ in range(draws)
-    ]
-    text_picks = torch.stack([sample.text_index for sample in samples])
-    audio_picks = torch.stack([sample.audio_index for sample in samples])
-    text_counts = np.stack([np.bincount(text_picks[:, i].numpy(), minlength=4) for i in range(batch)])
-    audio_counts = np.stack([np.bincount(audio_picks[:, i].numpy(), minlength=4) for i in range(batch)])
-    for sims, counts in ((sim_a2t, text_counts), (sim_t2a, audio_counts)):
-        for i in range(batch):
-            anchor = rank * batch + i
-            allowed = [j for j in range(4) if _allowed(audio_keys.tolist(), text_keys.tolist(), anchor, j)]
-            weights = [math.exp(float(sims[i, j])) for j in allowed]
-            expected = [draws * weight / sum(weights) for weight in weights]
-            assert counts[i].sum() == draws and counts[i, allowed].sum() == draws
-            assert chisquare(counts[i, allowed], expected).pvalue > 1e-3
+    draws = 3000
+    samples = [sample_hard_negatives(sim_a2t, sim_t2a, matches, generator, sampling) for _ in range(draws)]
+    for sims, blocked, picks in (
+        (sim_a2t, clip_to_caption, torch.stack([s.text_index for s in samples])),
+        (sim_t2a, caption_to_clip, torch.stack([s.audio_index for s in samples])),
+    ):
+        for i in range(2):
+            allowed = [j for j in range(5) if not blocked[i, j]]
+            weights = [math.exp(float(sims[i, j]) / sampling.temperature) for j in allowed]
+            expected = [
+                draws
+                * ((1 - sampling.uniform_share) * w / sum(weights) + sampling.uniform_share / len(allowed))
+                for w in weights
+            ]
+            counts = np.bincount(picks[:, i].numpy(), minlength=5)
+            assert counts[allowed].sum() == draws
+            assert chisquare(counts[allowed], expected).pvalue > 1e-3
 
 
 def test_sampling_is_deterministic_under_a_seed() -> None:
-    inputs = _random_batch(7, batch=16, world=2)
-    first = sample_hard_negatives(**inputs, generator=torch.Generator().manual_seed(11))
-    second = sample_hard_negatives(**inputs, generator=torch.Generator().manual_seed(11))
-    other = sample_hard_negatives(**inputs, generator=torch.Generator().manual_seed(12))
+    case = _random_case(7, batch=16, world=2)
+    first = sample_hard_negatives(**case, generator=torch.Generator().manual_seed(11))
+    second = sample_hard_negatives(**case, generator=torch.Generator().manual_seed(11))
+    other = sample_hard_negatives(**case, generator=torch.Generator().manual_seed(12))
     assert torch.equal(first.text_index, second.text_index)
     assert torch.equal(first.audio_index, second.audio_index)
     assert not (
@@ -151,13 +147,27 @@ def test_sampling_is_deterministic_under_a_seed() -> None:
 def test_sampling_rejects_bad_inputs() -> None:
     generator = torch.Generator()
     sims = torch.zeros(2, 4)
-    keys = torch.arange(4)
-    with pytest.raises(MintError, match="rank"):
-        sample_hard_negatives(sims, sims, keys, keys, 2, generator)
-    with pytest.raises(MintError, match="text_keys"):
-        sample_hard_negatives(sims, sims, keys, torch.arange(3), 0, generator)
+    matches = ContentMatches(torch.eye(2, 4, dtype=torch.bool), torch.eye(2, 4, dtype=torch.bool))
+    with pytest.raises(MintError, match=r"matches\.caption_to_clip"):
+        sample_hard_negatives(
+            sims, sims, ContentMatches(matches.clip_to_caption, torch.eye(2, dtype=torch.bool)), generator
+        )
     with pytest.raises(MintError, match="finite"):
-        sample_hard_negatives(torch.full((2, 4), float("nan")), sims, keys, keys, 0, generator)
+        sample_hard_negatives(torch.full((2, 4), float("nan")), sims, matches, generator)
+
+
+@pytest.mark.parametrize(
+    ("field", "kwargs"),
+    [
+        ("temperature", {"temperature": 0.0}),
+        ("temperature", {"temperature": float("inf")}),
+        ("uniform_share", {"uniform_share": 1.5}),
+        ("uniform_share", {"uniform_share": -0.1}),
+    ],
+)
+def test_negative_sampling_settings_are_checked(field: str, kwargs: dict) -> None:
+    with pytest.raises(ConfigError, match=rf"negatives\.{field}"):
+        NegativeSampling(**kwargs)
 
 
 def test_matching_loss_matches_reference_over_valid_rows() -> None:
@@ -197,19 +207,13 @@ def test_match_logits_average_over_queries() -> None:
     np.testing.assert_allclose(match_logits_from_queries(per_query).numpy(), expected, rtol=1e-6)
 
 
-def test_caption_key_normalises_case_and_whitespace() -> None:
-    assert caption_key("A dog  barks\n") == caption_key("a dog barks") == caption_key("  A DOG\tBARKS")
-    assert caption_key("a dog barks") != caption_key("a dog growls")
-    keys = caption_keys(["a", "b", "A "])
-    assert keys.dtype == torch.long and keys[0] == keys[2] and keys[0] != keys[1]
-    assert all(0 <= caption_key(text) < 2**63 for text in ("", "x", "a cat meows" * 50))
+def test_log_odds_is_the_log_ratio_of_the_match_probabilities() -> None:
+    logits = torch.tensor([[0.5, 2.0], [1.0, -3.0]], dtype=torch.float64)
+    probabilities = torch.softmax(logits, dim=1)
+    expected = torch.log(probabilities[:, 1] / probabilities[:, 0])
+    torch.testing.assert_close(match_log_odds(logits), expected)
 
 
-def test_caption_key_is_stable_across_processes() -> None:
-    # A different hash seed in the child would change anything built on Python's own str hash.
-    script = "from mint.objectives.matching import caption_key; print(caption_key('Birds chirp at dawn'))"
-    env = {**os.environ, "PYTHONHASHSEED": "12345", "PYTHONPATH": str(SRC)}
-    completed = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True, timeout=120
-    )
-    assert int(completed.stdout) == caption_key("Birds chirp at dawn")
+def test_rerank_score_adds_the_weighted_log_odds() -> None:
+    assert rerank_score(0.25, -2.0, 0.1) == pytest.approx(0.05)
+    np.testing.assert_allclose(rerank_score(np.array([0.5, 0.2]), np.array([1.0, 4.0]), 0.0), [0.5, 0.2])

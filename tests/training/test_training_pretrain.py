@@ -10,6 +10,8 @@ from mint.cli.main import main
 from mint.config import load_config
 from mint.data.feature_cache import StaleCacheError
 from mint.modeling import MintModel
+from mint.modeling.outputs import Stage1Batch
+from mint.objectives import ContentKeys, Stage1Objective, caption_key
 from mint.training.config import PretrainConfig
 from mint.training.pretrain import run_feature_caching, run_pretraining
 from mint.training.trainer import Trainer
@@ -129,17 +131,19 @@ def test_bad_override_is_a_clean_error(tmp_path, capsys):
 def test_frozen_encoder_gets_no_gradient(tmp_path):
     config = _config(tmp_path)
     model = MintModel.from_config(config.model)
-    waveforms = torch.randn(4, 16000) * 0.1
-    ids, mask = model.tokenize(["a", "b c", "d e f", "g"])
-    out = model(
-        ids,
-        mask,
-        torch.arange(4),
-        torch.arange(4),
-        torch.Generator().manual_seed(0),
-        waveforms,
-        torch.full((4,), 16000),
+    captions = ["a", "b c", "d e f", "g"]
+    ids, mask = model.tokenize(captions)
+    batch = Stage1Batch(
+        input_ids=ids,
+        attention_mask=mask,
+        keys=ContentKeys.from_rows(
+            [caption_key(c) for c in captions], [[caption_key(c)] for c in captions], [[i] for i in range(4)]
+        ),
+        generator=torch.Generator().manual_seed(0),
+        waveforms=torch.randn(4, 16000) * 0.1,
+        lengths=torch.full((4,), 16000),
     )
+    out = model(batch, objective=Stage1Objective(config.objectives, config.negatives))
     out.loss.backward()
     assert all(p.grad is None for p in model.encoder.parameters())
     assert model.audio_norm.weight.grad is not None and model.bridge.queries.grad is not None

@@ -4,11 +4,15 @@ A classification set has labels but no captions; with `caption_templates` such a
 its labels written into each template ("the sound of a {label}" -> "the sound of a dog bark"), with
 the label text that zero-shot classification puts into its prompts (`label_text`), so training and
 evaluation see the same words.
+
+Each item also carries the keys that tell stage 1 which pairs are the same content
+(`mint.objectives.keys`): its caption's, those of every caption of its clip, and the clip's groups:
+the clip itself, the class labels its template captions were written from, and a generated clip's
+event description.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -19,7 +23,7 @@ from mint.audio.frontend import AudioFrontend, pad_batch
 from mint.data.feature_cache import FeatureCache
 from mint.data.sources import Clip, ClipSource
 from mint.errors import ConfigError, DataError
-from mint.objectives.matching import caption_key
+from mint.objectives.keys import ContentKeys, caption_key, content_key
 
 LABEL_SLOT = "{label}"
 
@@ -47,9 +51,15 @@ def label_captions(labels: Sequence[str], templates: Sequence[str]) -> list[str]
     return list(dict.fromkeys(texts))
 
 
-def clip_key(clip_id: str) -> int:
-    """Stable 63-bit key of a clip: two rows with the same key are never each other's negatives."""
-    return int.from_bytes(hashlib.sha256(clip_id.encode("utf-8")).digest()[:8], "big") >> 1
+def content_groups(clip: Clip, from_labels: bool) -> list[int]:
+    """The clip's group keys: its id; its label set when its captions were written from its labels (every
+    clip of that class then has the same captions); its event description when it has one."""
+    groups = [content_key("clip", clip.id)]
+    if from_labels:
+        groups.append(content_key("labels", "\n".join(sorted({label_text(label) for label in clip.labels}))))
+    if clip.event_description:
+        groups.append(content_key("events", clip.event_description))
+    return groups
 
 
 class CaptionPairDataset(Dataset):
@@ -92,7 +102,13 @@ class CaptionPairDataset(Dataset):
             audio = {"waveform": waveform}
         captions = self._captions(clip)
         caption = captions[int(rng.integers(len(captions)))] if self.train else captions[0]
-        return {**audio, "caption": caption, "audio_key": clip_key(clip.id), "text_key": caption_key(caption)}
+        return {
+            **audio,
+            "caption": caption,
+            "caption_key": caption_key(caption),
+            "clip_caption_keys": list(dict.fromkeys(caption_key(text) for text in captions)),
+            "content_groups": content_groups(clip, from_labels=not clip.captions),
+        }
 
     def _captions(self, clip: Clip) -> list[str]:
         if clip.captions:
@@ -110,12 +126,24 @@ class CaptionPairDataset(Dataset):
 
 
 def collate_pairs(items: list[dict]) -> dict:
+    keys = ContentKeys.from_rows(
+        [item["caption_key"] for item in items],
+        [item["clip_caption_keys"] for item in items],
+        [item["content_groups"] for item in items],
+    )
     return {
         **collate_audio(items),
         "captions": [item["caption"] for item in items],
-        "audio_keys": torch.tensor([item["audio_key"] for item in items], dtype=torch.long),
-        "text_keys": torch.tensor([item["text_key"] for item in items], dtype=torch.long),
+        "caption_keys": keys.caption,
+        "clip_caption_keys": keys.clip_captions,
+        "content_groups": keys.groups,
     }
+
+
+def pair_keys(batch: dict) -> ContentKeys:
+    """The content keys of a `collate_pairs` batch (kept as plain tensors there, so that moving the batch to
+    a device moves them too)."""
+    return ContentKeys(batch["caption_keys"], batch["clip_caption_keys"], batch["content_groups"])
 
 
 def collate_audio(items: list[dict]) -> dict[str, torch.Tensor]:

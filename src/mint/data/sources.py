@@ -25,6 +25,14 @@ class Clip:
     captions: list[str] = field(default_factory=list)
     labels: list[str] = field(default_factory=list)
     qa: list[QAPair] = field(default_factory=list)
+    # A generated clip's full description: clips with the same one are the same content (stage-1 keys).
+    event_description: str | None = None
+
+    @classmethod
+    def from_record(cls, record: ManifestRecord) -> Clip:
+        return cls(
+            record.id, list(record.captions), list(record.labels), list(record.qa), record.event_description
+        )
 
 
 class ClipSource(Protocol):
@@ -55,8 +63,7 @@ class ManifestSource:
         return len(self.records)
 
     def clip(self, index: int) -> Clip:
-        record = self.records[index]
-        return Clip(record.id, list(record.captions), list(record.labels), list(record.qa))
+        return Clip.from_record(self.records[index])
 
     def load(
         self, index: int, frontend: AudioFrontend, rng: np.random.Generator | None
@@ -81,7 +88,13 @@ class SyntheticSource:
         return self.spec.num_clips
 
     def _clip(self, index: int, example) -> Clip:
-        return Clip(f"synth-{self.spec.seed}-{index:07d}", example.captions, example.labels, example.qa)
+        return Clip(
+            f"synth-{self.spec.seed}-{index:07d}",
+            example.captions,
+            example.labels,
+            example.qa,
+            example.event_description,
+        )
 
     def clip(self, index: int) -> Clip:
         return self._clip(index, synth_example(self.spec, index))

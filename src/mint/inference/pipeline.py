@@ -35,6 +35,7 @@ from mint.inference.search import SearchHit, search_index
 from mint.modeling import MintModel
 from mint.modeling.outputs import AudioFeatures
 from mint.objectives.contrastive import audio_text_similarity
+from mint.objectives.matching import match_log_odds
 
 CLASSIFY_METHODS = ("auto", "atc", "generative")
 DEFAULT_GENERATION: dict[str, Any] = {"max_new_tokens": 30, "num_beams": 1}
@@ -292,7 +293,7 @@ class MintPipeline:
         """ATM log-odds (logit[match] - logit[no match]) of each clip of `audio` with `text`."""
         ids, mask = self.model.tokenize([text] * audio.features.shape[0], device=self.device)
         logits = self.model.match_logits(audio, ids, mask).float()
-        return (logits[:, 1] - logits[:, 0]).cpu().numpy().astype(np.float64)
+        return match_log_odds(logits).cpu().numpy().astype(np.float64)
 
     def search(
         self,

@@ -5,8 +5,9 @@ with numpy over the stored float16 embeddings a chunk of rows at a time, so memo
 one score per clip (100k clips x 32 queries x 256 dims is 1.6 GB on disk, but never in memory at once).
 The top `rerank` clips under ATC are then re-scored with ATM (the Bridge-Net's joint audio-text pass);
 ATM needs the clips' encoder features, so their audio is decoded and encoded again from the indexed
-folder. Re-ranked clips come first, in ATM order (log-odds of the match probability); the remaining
-places of the top `k` keep ATC order. A candidate whose file is gone or unreadable is left out.
+folder. Re-ranked clips come first, in the order of `rerank_score` (ATC similarity + w x ATM log-odds,
+w the model's `rerank_weight`, as `mint eval retrieve` scores); the remaining places of the top `k` keep
+ATC order. A candidate whose file is gone or unreadable is left out.
 
 Example-clip query: ATM scores audio against text and has no audio-audio form, so the ranking is by
 embedding similarity alone: for each query embedding of the example its best match among the clip's
@@ -26,6 +27,7 @@ import numpy as np
 from mint.errors import ConfigError, MintError
 from mint.inference.index import AudioIndex, IndexEntry
 from mint.inference.inputs import AudioInput
+from mint.objectives.matching import rerank_score
 
 if TYPE_CHECKING:
     from mint.inference.pipeline import MintPipeline
@@ -38,13 +40,14 @@ SCAN_ROWS = 2048
 @dataclass
 class SearchHit:
     """One result: `path` relative to the index root; `similarity` the first-stage score; `match` the
-    ATM log-odds when the hit was re-ranked, else None."""
+    ATM log-odds and `score` the re-ranking score (`rerank_score`) when the hit was re-ranked, else None."""
 
     rank: int
     path: str
     similarity: float
     match: float | None
     id: int
+    score: float | None = None
 
     def to_json(self) -> dict:
         return {
@@ -52,6 +55,7 @@ class SearchHit:
             "path": self.path,
             "similarity": self.similarity,
             "match": self.match,
+            "score": self.score,
             "id": self.id,
         }
 
@@ -142,9 +146,11 @@ def search_index(
     similarity = dict(zip(ids[wanted].tolist(), scores[wanted].tolist(), strict=True))
     candidates = [entries[int(value)] for value in ids[order[:rerank]] if int(value) in entries]
     matches = _match_candidates(pipeline, index, candidates, query) if rerank else {}
-    first = sorted(matches, key=lambda clip: (-matches[clip], -similarity[clip], clip))
+    weight = pipeline.model.rerank_weight
+    scores = {clip: float(rerank_score(similarity[clip], match, weight)) for clip, match in matches.items()}
+    first = sorted(scores, key=lambda clip: (-scores[clip], -similarity[clip], clip))
     rest = [int(value) for value in ids[order[rerank : rerank + k]] if int(value) in entries]
     return [
-        SearchHit(rank, entries[clip].path, similarity[clip], matches.get(clip), clip)
+        SearchHit(rank, entries[clip].path, similarity[clip], matches.get(clip), clip, scores.get(clip))
         for rank, clip in enumerate([*first, *rest][:k], start=1)
     ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from mint.bridge.config import BridgeConfig
@@ -25,6 +26,9 @@ class MintConfig:
     llm: LLMConfig | None = None
     # Instruction tokens (Bridge-Net tokenizer) placed after the queries in stage 2.
     max_instruction_length: int = 32
+    # w of the retrieval re-ranking score, ATC similarity + w x ATM log-odds, as chosen on a validation
+    # split by `mint.evaluation.retrieve.calibrate_rerank`; None: not calibrated (see MintModel.rerank_weight).
+    rerank_weight: float | None = None
 
     def __post_init__(self) -> None:
         if self.embed_dim <= 0:
@@ -38,6 +42,12 @@ class MintConfig:
         if self.max_instruction_length < 2:
             raise ConfigError(
                 f"model.max_instruction_length: expected >= 2, got {self.max_instruction_length}"
+            )
+        if self.rerank_weight is not None and not (
+            math.isfinite(self.rerank_weight) and self.rerank_weight >= 0
+        ):
+            raise ConfigError(
+                f"model.rerank_weight: expected a finite number >= 0 or null, got {self.rerank_weight}"
             )
         if self.llm is not None:
             self.llm.validate("model.llm")

@@ -1,9 +1,9 @@
 """MintModel: frozen audio encoder -> trainable LayerNorm -> Bridge-Net -> stage-1 heads (+ frozen LLM).
 
-The model computes features, embeddings and logits; the stage-1 losses that combine them live in
-`mint.modeling.pretraining` and `mint.objectives`, the stage-2 path (instruction-aware queries, soft
-prompt, LLM) in `mint.modeling.instruct`. Only `from_config` / `from_pretrained` touch the disk; the
-constructor takes ready-built parts.
+The model computes features, embeddings and logits; the stage-1 losses that combine them are
+`mint.objectives.Stage1Objective`'s, the stage-2 path (instruction-aware queries, soft prompt, LLM) is in
+`mint.modeling.instruct`. Only `from_config` / `from_pretrained` touch the disk; the constructor takes
+ready-built parts.
 """
 
 from __future__ import annotations
@@ -34,8 +34,16 @@ from mint.errors import CheckpointError, ConfigError
 from mint.llm import LLMAdapter, load_llm
 from mint.modeling import instruct
 from mint.modeling.config import MintConfig
-from mint.modeling.outputs import AudioFeatures, InstructOutput, Stage1Output
-from mint.modeling.pretraining import ObjectiveWeights, stage1_losses
+from mint.modeling.outputs import (
+    AudioBatch,
+    AudioFeatures,
+    BatchInputError,
+    InstructBatch,
+    InstructOutput,
+    QueryPass,
+    Stage1Batch,
+)
+from mint.modeling.query_cache import query_pass, text_over_queries
 from mint.modeling.saved import (
     CONFIG_NAME,
     FORMAT_VERSION,
@@ -47,6 +55,8 @@ from mint.modeling.saved import (
     stage1_weights,
 )
 from mint.objectives.contrastive import LearnableTemperature
+from mint.objectives.matching import match_logits_from_queries
+from mint.objectives.stage1 import Stage1Losses, Stage1Objective
 from mint.storage import atomic_directory, file_digests
 
 logger = logging.getLogger(__name__)
@@ -190,64 +200,57 @@ class MintModel(nn.Module):
     def decoder_start_token_id(self) -> int:
         return decoder_start_token_id(self.tokenizer)
 
+    @property
+    def pad_token_id(self) -> int:
+        return self.tokenizer.pad_token_id
+
+    @property
+    def rerank_weight(self) -> float:
+        """w of the retrieval re-ranking score ATC similarity + w x ATM log-odds (`rerank_score`): the
+        weight calibrated on a validation split (`config.rerank_weight`) or, before that, the model's
+        temperature, which puts ATC's logits (similarity / temperature) and the log-odds on one scale."""
+        if self.config.rerank_weight is not None:
+            return self.config.rerank_weight
+        return float(self.temperature.value.detach())
+
     def forward(
         self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        audio_keys: torch.Tensor | None = None,
-        text_keys: torch.Tensor | None = None,
-        generator: torch.Generator | None = None,
-        waveforms: torch.Tensor | None = None,
-        lengths: torch.Tensor | None = None,
-        features: torch.Tensor | None = None,
-        feature_mask: torch.Tensor | None = None,
-        weights: ObjectiveWeights | None = None,
-        instructions: Sequence[str] | None = None,
-        responses: Sequence[str] | None = None,
-    ) -> Stage1Output | InstructOutput:
-        """Training losses for a batch of raw audio (`waveforms`, `lengths`) or cached `features`.
+        batch: Stage1Batch | InstructBatch | None = None,
+        objective: Stage1Objective | None = None,
+        **instruct_fields: Any,
+    ) -> Stage1Losses | InstructOutput:
+        """A training step's losses. Training goes through `forward` so that a DistributedDataParallel
+        wrapper sees the call.
 
-        With `instructions` and `responses`: the stage-2 loss (`InstructOutput`). Otherwise the stage-1
-        losses (`Stage1Output`) of captions `input_ids` with their `audio_keys`, `text_keys` and a
-        `generator` for the hard negatives. Training goes through `forward` so that a
-        DistributedDataParallel wrapper sees the call.
+        `Stage1Batch`: the stage-1 losses, which `objective` computes from this model's features and
+        logits. `InstructBatch`, or its fields as keywords (`instructions=..., responses=..., features=...`):
+        the stage-2 loss.
         """
-        audio = self._forward_audio(waveforms, lengths, features, feature_mask)
-        if instructions is not None or responses is not None:
-            if instructions is None or responses is None:
+        if batch is None:
+            if instruct_fields.get("instructions") is None or instruct_fields.get("responses") is None:
                 raise instruct.InstructInputError("forward: stage 2 needs both instructions and responses")
-            return InstructOutput(self.instruct_loss(audio, instructions, responses))
-        if any(value is None for value in (input_ids, attention_mask, audio_keys, text_keys, generator)):
-            raise ValueError(
-                "MintModel.forward: stage 1 needs input_ids, attention_mask, audio_keys, text_keys and generator"
+            batch = InstructBatch(**instruct_fields)
+        elif instruct_fields:
+            raise BatchInputError(
+                f"MintModel.forward: unexpected arguments {sorted(instruct_fields)} beside a batch"
             )
-        return stage1_losses(
-            self,
-            audio,
-            input_ids,
-            attention_mask,
-            audio_keys,
-            text_keys,
-            weights or ObjectiveWeights(),
-            generator,
-        )
+        audio = self._forward_audio(batch)
+        if isinstance(batch, InstructBatch):
+            return InstructOutput(self.instruct_loss(audio, batch.instructions, batch.responses))
+        if objective is None:
+            raise BatchInputError(
+                "MintModel.forward: objective: a Stage1Batch needs the Stage1Objective that computes its losses"
+            )
+        return objective(self, audio, batch.input_ids, batch.attention_mask, batch.keys, batch.generator)
 
-    def _forward_audio(
-        self,
-        waveforms: torch.Tensor | None,
-        lengths: torch.Tensor | None,
-        features: torch.Tensor | None,
-        feature_mask: torch.Tensor | None,
-    ) -> AudioFeatures:
-        if features is not None:
-            audio = self.normalise_audio(features, feature_mask)
-        elif waveforms is not None:
-            audio = self.encode_audio(waveforms, lengths)
-        else:
-            raise ValueError(
-                "MintModel.forward: pass either waveforms and lengths, or features and feature_mask"
-            )
-        return audio
+    def _forward_audio(self, batch: AudioBatch) -> AudioFeatures:
+        if batch.features is not None:
+            return self.normalise_audio(batch.features, batch.feature_mask)
+        if batch.waveforms is not None:
+            return self.encode_audio(batch.waveforms, batch.lengths)
+        raise BatchInputError(
+            "MintModel.forward: the batch has neither waveforms (with lengths) nor features (with feature_mask)"
+        )
 
     # ----- features ------------------------------------------------------------------------------
 
@@ -283,14 +286,18 @@ class MintModel(nn.Module):
         device = device or self.audio_proj.weight.device
         return batch["input_ids"].to(device), batch["attention_mask"].to(device)
 
-    def query_outputs(self, audio: AudioFeatures) -> torch.Tensor:
-        return self.bridge(
-            audio_features=audio.features, audio_mask=audio.mask, mode=AttentionMode.UNIMODAL
-        ).query_output
+    def query_pass(self, audio: AudioFeatures) -> QueryPass:
+        """The queries read from the audio with no text in view (ATC's pass), with the per-layer states that
+        `generation_logits` reads."""
+        return query_pass(self.bridge, audio)
+
+    def query_embeddings(self, queries: QueryPass) -> torch.Tensor:
+        """L2-normalised per-query audio embeddings [B, Nq, E] of a query pass."""
+        return F.normalize(self.audio_proj(queries.output), dim=-1)
 
     def audio_embeddings(self, audio: AudioFeatures) -> torch.Tensor:
         """L2-normalised per-query audio embeddings [B, Nq, E] (ATC similarity is max over queries)."""
-        return F.normalize(self.audio_proj(self.query_outputs(audio)), dim=-1)
+        return self.query_embeddings(self.query_pass(audio))
 
     def text_embeddings(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """L2-normalised text embeddings [B, E] from the [CLS] position, text-only (unimodal)."""
@@ -308,20 +315,14 @@ class MintModel(nn.Module):
             attention_mask=attention_mask,
             mode=AttentionMode.BIDIRECTIONAL,
         )
-        return self.match_head(out.query_output).mean(dim=1)
+        return match_logits_from_queries(self.match_head(out.query_output))
 
     def generation_logits(
-        self, audio: AudioFeatures, input_ids: torch.Tensor, attention_mask: torch.Tensor
+        self, queries: QueryPass, input_ids: torch.Tensor, attention_mask: torch.Tensor
     ) -> torch.Tensor:
-        """ATG next-token logits [B, L, V]: causal text that sees all queries."""
-        out = self.bridge(
-            audio_features=audio.features,
-            audio_mask=audio.mask,
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            mode=AttentionMode.CAUSAL,
-        )
-        return self.bridge.lm_logits(out.text_output)
+        """ATG next-token logits [B, L, V]: causal text that sees all queries of `queries` (a `query_pass`),
+        without running the queries again."""
+        return self.bridge.lm_logits(text_over_queries(self.bridge, queries, input_ids, attention_mask))
 
     # ----- stage 2: instruction-aware queries and the frozen LLM ----------------------------------
 

@@ -16,7 +16,8 @@ from torch import nn
 
 from mint.distributed import gather_no_grad, gather_with_grad
 from mint.errors import ConfigError
-from mint.objectives._checks import ObjectiveInputError, require_dims, require_integer, upcast
+from mint.objectives._checks import ObjectiveInputError, require_dims, upcast
+from mint.objectives.keys import ContentMatches
 
 
 def audio_text_similarity(audio_embeds: torch.Tensor, text_embeds: torch.Tensor) -> torch.Tensor:
@@ -74,8 +75,8 @@ class LearnableTemperature(nn.Module):
 class ContrastiveOutput:
     """Result of `ContrastiveLoss`.
 
-    `sim_a2t[i, j]` is local clip i against global caption j, `sim_t2a[i, j]` local caption i
-    against global clip j; both divided by the temperature and detached (hard-negative mining).
+    `sim_a2t[i, j]` is the cosine similarity (best query) of local clip i to global caption j, `sim_t2a[i, j]`
+    of local caption i to global clip j; both detached (hard-negative mining reads them).
     """
 
     loss: torch.Tensor
@@ -87,10 +88,9 @@ class ContrastiveLoss(nn.Module):
     """Symmetric InfoNCE of local rows against the global batch.
 
     Every rank must pass the same local batch size B; the positive of local row i is global
-    column `rank * B + i`. With `pair_ids` (one integer per pair, e.g. a hash of the clip's
-    identity) every column with the same id counts as a positive and the target probability is
-    spread evenly over them, so a clip that appears twice in the global batch is not pushed away
-    from itself.
+    column `rank * B + i`. With `positives` (`mint.objectives.keys.content_matches`) every matching column
+    counts as a positive and the target probability is spread evenly over them, so that a clip is not
+    pushed away from another caption of itself, or from a caption of the same class or scene.
 
     `gather_with_grad=False` gathers the other ranks' features as constants (the local slice keeps
     its graph): cheaper, but the other ranks' features no longer receive this rank's gradient.
@@ -120,22 +120,28 @@ class ContrastiveLoss(nn.Module):
             )
         return gathered
 
-    def _targets(self, batch: int, pair_ids: torch.Tensor | None, logits: torch.Tensor) -> torch.Tensor:
-        if pair_ids is None:
+    def _targets(self, positives: torch.Tensor | None, logits: torch.Tensor, name: str) -> torch.Tensor:
+        batch = logits.shape[0]
+        if positives is None:
             return torch.arange(batch, device=logits.device) + self.rank * batch
-        require_integer("pair_ids", pair_ids)
-        if pair_ids.shape != (batch,):
-            raise ObjectiveInputError(f"pair_ids: expected shape ({batch},), got {tuple(pair_ids.shape)}")
-        all_ids = gather_no_grad(pair_ids) if self.world_size > 1 else pair_ids
-        positives = (pair_ids[:, None] == all_ids[None, :]).to(logits.dtype)
-        return positives / positives.sum(dim=1, keepdim=True)
+        if positives.shape != logits.shape or positives.dtype != torch.bool:
+            raise ObjectiveInputError(
+                f"positives.{name}: expected a bool tensor of shape {tuple(logits.shape)}, "
+                f"got {positives.dtype} {tuple(positives.shape)}"
+            )
+        rows = torch.arange(batch, device=positives.device)
+        own = positives[rows, rows + self.rank * batch]
+        if not own.all():
+            raise ObjectiveInputError(f"positives.{name}: each row's own pair must be one of its positives")
+        weights = positives.to(device=logits.device, dtype=logits.dtype)
+        return weights / weights.sum(dim=1, keepdim=True)
 
     def forward(
         self,
         audio_embeds: torch.Tensor,
         text_embeds: torch.Tensor,
         temperature: torch.Tensor | float,
-        pair_ids: torch.Tensor | None = None,
+        positives: ContentMatches | None = None,
     ) -> ContrastiveOutput:
         """Loss of the local batch.
 
@@ -143,7 +149,8 @@ class ContrastiveLoss(nn.Module):
             audio_embeds: `[B, Nq, D]` L2-normalised query embeddings of the local clips.
             text_embeds: `[B, D]` L2-normalised caption embeddings, row i describing clip i.
             temperature: positive scalar (e.g. `LearnableTemperature()()`).
-            pair_ids: optional `[B]` integer identity of each pair's clip.
+            positives: optional matches of the local rows against the global batch (`[B, B * world_size]`
+                each way); None: each row's own pair alone.
         """
         require_dims("audio_embeds", audio_embeds, 3, "[B, Nq, D]")
         require_dims("text_embeds", text_embeds, 2, "[B, D]")
@@ -156,8 +163,14 @@ class ContrastiveLoss(nn.Module):
             raise ObjectiveInputError(f"temperature: expected a positive value, got {temperature}")
         all_audio = self._gather("audio_embeds", audio_embeds)
         all_text = self._gather("text_embeds", text_embeds)
-        logits_a2t = upcast(audio_text_similarity(audio_embeds, all_text)) / temperature
-        logits_t2a = upcast(audio_text_similarity(all_audio, text_embeds).T) / temperature
-        targets = self._targets(batch, pair_ids, logits_a2t)
-        loss = (F.cross_entropy(logits_a2t, targets) + F.cross_entropy(logits_t2a, targets)) / 2
-        return ContrastiveOutput(loss=loss, sim_a2t=logits_a2t.detach(), sim_t2a=logits_t2a.detach())
+        sim_a2t = upcast(audio_text_similarity(audio_embeds, all_text))
+        sim_t2a = upcast(audio_text_similarity(all_audio, text_embeds).T)
+        logits_a2t = sim_a2t / temperature
+        logits_t2a = sim_t2a / temperature
+        a2t, t2a = (
+            (None, None) if positives is None else (positives.clip_to_caption, positives.caption_to_clip)
+        )
+        targets_a2t = self._targets(a2t, logits_a2t, "clip_to_caption")
+        targets_t2a = self._targets(t2a, logits_t2a, "caption_to_clip")
+        loss = (F.cross_entropy(logits_a2t, targets_a2t) + F.cross_entropy(logits_t2a, targets_t2a)) / 2
+        return ContrastiveOutput(loss=loss, sim_a2t=sim_a2t.detach(), sim_t2a=sim_t2a.detach())

@@ -10,7 +10,8 @@ from mint.data.instructions import TaskWeights
 from mint.data.pairs import check_templates
 from mint.errors import ConfigError
 from mint.modeling.config import MintConfig
-from mint.modeling.pretraining import ObjectiveWeights
+from mint.objectives.matching import NegativeSampling
+from mint.objectives.stage1 import ObjectiveWeights
 
 
 @dataclass
@@ -111,6 +112,8 @@ class PretrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     objectives: ObjectiveWeights = field(default_factory=ObjectiveWeights)
+    # How hard ATM's negatives are: sampling temperature and a share drawn uniformly.
+    negatives: NegativeSampling = field(default_factory=NegativeSampling)
 
 
 @dataclass

@@ -12,13 +12,16 @@ from torch import nn
 from mint.audio.frontend import AudioFrontend, FrontendConfig
 from mint.config import save_config
 from mint.data.feature_cache import CacheReport, FeatureCache, build_feature_cache
-from mint.data.pairs import CaptionPairDataset, audio_inputs, collate_pairs
+from mint.data.pairs import CaptionPairDataset, audio_inputs, collate_pairs, pair_keys
 from mint.data.shards import ShardSource
 from mint.data.sources import ClipSource, ManifestSource, SyntheticSource
 from mint.data.synth.corpus import SynthSpec
+from mint.distributed import world_info
 from mint.encoders import build_encoder
 from mint.errors import ConfigError
 from mint.modeling import MintModel
+from mint.modeling.outputs import Stage1Batch
+from mint.objectives.stage1 import Stage1Objective
 from mint.training.config import DataConfig, InstructConfig, PretrainConfig
 from mint.training.plots import plot_training_curves
 from mint.training.runtime import configure_torch
@@ -74,16 +77,18 @@ def pretraining_trainer(config: PretrainConfig) -> Trainer:
     )
 
     def loss_fn(wrapped: nn.Module, batch: dict, generator: torch.Generator):
-        input_ids, attention_mask = model.tokenize(batch["captions"], device=batch["audio_keys"].device)
-        out = wrapped(
+        input_ids, attention_mask = model.tokenize(batch["captions"], device=batch["caption_keys"].device)
+        step = Stage1Batch(
             input_ids=input_ids,
             attention_mask=attention_mask,
-            audio_keys=batch["audio_keys"],
-            text_keys=batch["text_keys"],
+            keys=pair_keys(batch),
             generator=generator,
-            weights=config.objectives,
             **audio_inputs(batch),
         )
+        # Rank and world size read here, at every step: the objective gathers over the group they describe.
+        rank, world_size = world_info()
+        objective = Stage1Objective(config.objectives, config.negatives, rank, world_size)
+        out = wrapped(step, objective=objective)
         return out.loss, {
             "loss_atc": out.loss_atc,
             "loss_atm": out.loss_atm,
