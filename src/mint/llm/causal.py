@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from mint.errors import ConfigError
-from mint.llm.base import IGNORE_INDEX, LLMAdapter, LMBatch, PromptRow, TargetLogits
+from mint.llm.base import IGNORE_INDEX, LLMAdapter, LMBatch, PromptRow, TargetLogits, target_logprobs
 from mint.llm.config import LLMConfig
 
 # Stands for the soft prompt inside a rendered chat template; the text is split there.
@@ -137,6 +137,52 @@ class CausalAdapter(LLMAdapter):
             return TargetLogits(logits[predicting], targets)
         hidden = self.model.base_model(**inputs, **extra).last_hidden_state
         return TargetLogits(self.model.get_output_embeddings()(hidden[predicting]), targets)
+
+    def _candidate_logprobs(
+        self, soft_prompt: Tensor, instructions: Sequence[str], candidates: list[list[str]]
+    ) -> tuple[Tensor, Tensor]:
+        """As the base class, but each prompt runs through the LLM once and its key/value cache serves all
+        of its C candidates: rank classification over 10 labels of 2-3 tokens after a 40-token prompt
+        then costs about a fifth of running every prompt-candidate pair in full."""
+        if not self._head_at_targets:
+            return super()._candidate_logprobs(soft_prompt, instructions, candidates)
+        width = len(candidates[0])
+        # Left padding: every prompt ends at the last column, where its first candidate token is predicted.
+        prompt = self.build_batch(soft_prompt, instructions, padding_side="left")
+        extra = {"position_ids": prompt.position_ids} if self._takes_position_ids else {}
+        encoded = self.model.base_model(
+            inputs_embeds=prompt.inputs_embeds, attention_mask=prompt.attention_mask, use_cache=True, **extra
+        )
+        cache = encoded.past_key_values
+        cache.batch_repeat_interleave(width)
+        answers = self._response_ids([text for row in candidates for text in row])
+        # Each answer token but the last is fed, to predict the one after it; the prompt predicts the first.
+        fed = max(len(answer) for answer in answers) - 1
+        ids = torch.full((len(answers), fed), self.tokenizer.pad_token_id, dtype=torch.long)
+        targets = torch.full((len(answers), fed + 1), IGNORE_INDEX, dtype=torch.long)
+        fed_mask = torch.zeros((len(answers), fed), dtype=torch.long)
+        for row, answer in enumerate(answers):
+            ids[row, : len(answer) - 1] = torch.tensor(answer[:-1], dtype=torch.long)
+            fed_mask[row, : len(answer) - 1] = 1
+            targets[row, : len(answer)] = torch.tensor(answer, dtype=torch.long)
+        ids, targets, fed_mask = ids.to(self.device), targets.to(self.device), fed_mask.to(self.device)
+        prompt_mask = prompt.attention_mask.repeat_interleave(width, dim=0)
+        if self._takes_position_ids:
+            start = prompt_mask.sum(-1, keepdim=True)
+            extra = {"position_ids": start + torch.arange(fed, device=self.device)}
+        continued = self.model.base_model(
+            input_ids=ids,
+            attention_mask=torch.cat([prompt_mask, fed_mask], dim=1),
+            past_key_values=cache,
+            use_cache=True,
+            **extra,
+        ).last_hidden_state
+        hidden = torch.cat(
+            [encoded.last_hidden_state[:, -1:].repeat_interleave(width, dim=0), continued], dim=1
+        )
+        logits = self.model.get_output_embeddings()(hidden[targets != IGNORE_INDEX])
+        picked, mask = target_logprobs(TargetLogits(logits, targets))
+        return picked.sum(-1).view(-1, width), mask.sum(-1).view(-1, width).float()
 
     def _generate(self, soft_prompt: Tensor, instructions: Sequence[str], generation_config: Any) -> Tensor:
         ids, soft_slots, mask, _ = self._layout(
