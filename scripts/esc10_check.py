@@ -97,6 +97,8 @@ def run_check(args: argparse.Namespace) -> dict:
         f"output_dir={out / 'pretrain'}",
         f"data.manifest={train}",
         f"data.feature_cache={out / 'features'}",
+        # Training sets its own thread count (trainer.num_threads) before any torch work.
+        *([f"trainer.num_threads={args.threads}"] if args.threads > 0 else []),
         *args.overrides,
     ]
     config = load_config(PretrainConfig, args.config, overrides)

