@@ -71,3 +71,12 @@ def test_deterministic_runs_in_parallel_processes_write_identical_logs_and_weigh
     assert (a / "model" / "model.safetensors").read_bytes() == (
         b / "model" / "model.safetensors"
     ).read_bytes()
+
+
+def test_one_process_builds_accelerators_of_different_precisions_in_turn():
+    # `mint demo` trains stage 1 and stage 2 in one process; accelerate alone refuses a second precision.
+    from mint.training.trainer import build_accelerator
+
+    assert build_accelerator("bf16").mixed_precision == "bf16"
+    assert build_accelerator("fp32").mixed_precision == "no"
+    assert build_accelerator("bf16").mixed_precision == "bf16"

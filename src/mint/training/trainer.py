@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from accelerate.utils import DistributedType
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
@@ -76,8 +77,15 @@ def build_accelerator(precision: str) -> Accelerator:
     FSDP is the trainer's own (`mint.training.fsdp`), whatever accelerate's distributed type.
     """
     multi_process = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    mixed_precision = "bf16" if precision == "bf16" else "no"
+    state = AcceleratorState._shared_state
+    if state and state.get("_mixed_precision") != mixed_precision:
+        # accelerate keeps one precision per process and refuses another, but one process may run stages
+        # of different precisions (`mint demo`: stage 1 then stage 2). Only the precision state is
+        # dropped; the process state (process group, device) stays.
+        AcceleratorState._reset_state(reset_partial_state=False)
     accelerator = Accelerator(
-        mixed_precision="bf16" if precision == "bf16" else "no",
+        mixed_precision=mixed_precision,
         cpu=multi_process and not _has_accelerator_device(),
     )
     if accelerator.distributed_type == DistributedType.DEEPSPEED:
