@@ -22,7 +22,16 @@ from pathlib import Path
 
 from common import REPO, Comparison, machine_facts
 
-COMPARISONS = ("feature_cache", "determinism", "attention", "retrieval", "cider", "generation", "whisper_window")
+COMPARISONS = (
+    "feature_cache",
+    "determinism",
+    "atg_cache",
+    "attention",
+    "retrieval",
+    "cider",
+    "generation",
+    "whisper_window",
+)
 TRAINING = "training"
 
 
