@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml $(CONSTRAINTS) src/mint/weights/registry.py
 
 install: $(STAMP)
 
-demo: $(STAMP)
+demo: $(STAMP) speech-deps
 	$(BIN)/mint demo
 
 test: $(STAMP) browser-deps speech-deps
@@ -46,7 +46,7 @@ $(PLAYWRIGHT_STAMP): $(BROWSER_DIR)/package-lock.json
 	@{ npm ci --prefix $(BROWSER_DIR) --no-audit --no-fund --loglevel=error >/dev/null 2>&1 && touch $@; } \
 		|| echo "browser-deps: could not install playwright-core with npm" >&2
 
-# espeak-ng speaks the sentence that the converted Whisper must transcribe as CTranslate2 does
+# espeak-ng speaks the demo corpus's words and the sentence that the converted Whisper must transcribe as CTranslate2 does
 # (tests/weights/test_weights_ctranslate2_whisper.py). A failed install only warns, as for the browser.
 .PHONY: speech-deps
 speech-deps:
