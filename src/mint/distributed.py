@@ -30,6 +30,17 @@ def is_main_process() -> bool:
     return world_info()[0] == 0
 
 
+def shutdown() -> None:
+    """Destroy the process group, if one is initialised, while the interpreter is fully alive.
+
+    A process that exits with the group alive leaves Gloo's worker threads holding tensors; tearing those
+    down during interpreter finalisation can abort the process (SIGABRT, "terminate called without an
+    active exception"), seen on a rank of a two-process run that had finished its work.
+    """
+    if _group_active():
+        dist.destroy_process_group()
+
+
 class _GatherWithGrad(torch.autograd.Function):
     """All-gather along dim 0 whose backward hands each rank the gradient of its own slice.
 

@@ -42,6 +42,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MintError as error:
         print(f"mint {args.command}: error: {error_message(error)}", file=sys.stderr)
         return 2
+    finally:
+        # A command that never imported torch.distributed has no process group to close (and `mint weights
+        # list` should not pay for importing torch).
+        if "torch.distributed" in sys.modules:
+            from mint.distributed import shutdown
+
+            shutdown()
 
 
 def error_message(error: MintError) -> str:
