@@ -293,7 +293,7 @@ def rerank_weight(model: MintModel, options: RetrieveOptions) -> tuple[float, st
     if options.atm_weight is not None:
         return options.atm_weight, "option"
     if model.config.rerank_weight is not None:
-        return model.config.rerank_weight, "calibrated on a validation split"
+        return model.rerank_weight, "calibrated on a validation split"
     return model.rerank_weight, "the model's temperature (not calibrated)"
 
 
@@ -318,8 +318,43 @@ def _summary(results: dict) -> str:
     return "\n".join(lines)
 
 
-def _selected(manifest: str | os.PathLike, options: RetrieveOptions) -> Selection:
-    return select_records(manifest, options.folds, options.limit)
+def _open_run(
+    manifest: str | os.PathLike,
+    model_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    options: RetrieveOptions,
+) -> tuple[Selection, MintModel, Path]:
+    """The manifest's selected records (refused before the model loads when none has a caption), the loaded
+    model and the created output folder."""
+    selection = select_records(manifest, options.folds, options.limit)
+    if not any(record.captions for record in selection.records):
+        raise DataError(f"{manifest}: no selected clip has a caption; retrieval needs captioned clips")
+    model = load_model(model_dir, resolve_device(options.device))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    return selection, model, out
+
+
+def _results_header(
+    task: str,
+    manifest: str | os.PathLike,
+    model_dir: str | os.PathLike,
+    model: MintModel,
+    selection: Selection,
+    options: RetrieveOptions,
+    ranked: RankedPairs,
+) -> dict:
+    """What every retrieval results.json starts with: task, model, data, options, software, skips, counts."""
+    n_audio, n_text = ranked.similarity.shape
+    return {
+        "task": task,
+        "model": model_identity(model_dir, model),
+        "data": data_identity(manifest, selection, n_audio),
+        "options": asdict(options),
+        "software": software_versions(),
+        "skipped": skipped_report(ranked.skipped),
+        "counts": {"audio": n_audio, "captions": n_text},
+    }
 
 
 def run_retrieval(
@@ -330,12 +365,7 @@ def run_retrieval(
 ) -> dict:
     """Rank, re-rank, score and write results.json, summary.md and the recall@k plot; return the results."""
     options = options or RetrieveOptions()
-    selection = _selected(manifest, options)
-    if not any(record.captions for record in selection.records):
-        raise DataError(f"{manifest}: no selected clip has a caption; retrieval needs captioned clips")
-    model = load_model(model_dir, resolve_device(options.device))
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    selection, model, out = _open_run(manifest, model_dir, out_dir, options)
     ranked = rank_pairs(model, selection.records, options, out)
     weight, source = rerank_weight(model, options)
     reranked = ranked.reranked(weight)
@@ -355,13 +385,7 @@ def run_retrieval(
     write_jsonl(out / RANKINGS_NAME, _rankings(kept, similarity, reranked))
     n_audio, n_text = similarity.shape
     results = {
-        "task": "retrieval",
-        "model": model_identity(model_dir, model),
-        "data": data_identity(manifest, selection, n_audio),
-        "options": asdict(options),
-        "software": software_versions(),
-        "skipped": skipped_report(ranked.skipped),
-        "counts": {"audio": n_audio, "captions": n_text},
+        **_results_header("retrieval", manifest, model_dir, model, selection, options, ranked),
         "atm": {
             "k": options.k,
             "pair_evaluations": ranked.evaluated,
@@ -478,25 +502,15 @@ def calibrate_rerank(
     options = options or RetrieveOptions()
     if not grid or any(not (math.isfinite(w) and w >= 0) for w in grid):
         raise ConfigError(f"grid: expected finite weights >= 0, got {list(grid)}")
-    selection = _selected(manifest, options)
-    model = load_model(model_dir, resolve_device(options.device))
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    selection, model, out = _open_run(manifest, model_dir, out_dir, options)
     ranked = rank_pairs(model, selection.records, options, out)
     choice = choose_weight(ranked, grid)
     weight = choice["weight"]
     if save:
         model.config.rerank_weight = weight
         model.save_pretrained(model_dir)
-    n_audio, n_text = ranked.similarity.shape
     results = {
-        "task": "rerank calibration",
-        "model": model_identity(model_dir, model),
-        "data": data_identity(manifest, selection, n_audio),
-        "options": asdict(options),
-        "software": software_versions(),
-        "skipped": skipped_report(ranked.skipped),
-        "counts": {"audio": n_audio, "captions": n_text},
+        **_results_header("rerank calibration", manifest, model_dir, model, selection, options, ranked),
         "criterion": "mean of R@1, R@5, R@10 over audio->text and text->audio after re-ranking the top k; "
         "the best weight unless its gain over ATC alone is within one standard error (then 0)",
         **choice,
