@@ -23,6 +23,7 @@ FAST = [
     "corpus.test_clips=8",
     "corpus.single_event_clips=11",
     "corpus.speech_test_clips=4",
+    "corpus.validation_clips=6",
     "corpus.max_events=2",
 ]
 
@@ -61,6 +62,13 @@ def test_demo_path_end_to_end_on_a_small_corpus(tmp_path, capsys):
     assert len(single) == 11
     assert headline["zero_shot_classification_accuracy"]["reference"] == 1 / len(classes)
     assert headline["text_to_audio_R@5"]["reference"] == 5 / 8
+    # The re-ranking weight is chosen on the validation scenes and is what test retrieval used.
+    calibration = report["results"]["rerank_calibration"]
+    assert calibration["counts"]["audio"] == 6 and calibration["data"]["manifest"].endswith(
+        "validation.jsonl"
+    )
+    assert report["results"]["retrieval"]["atm"]["weight"] == calibration["weight"]
+    assert "calibrated on a validation split" in headline["text_to_audio_R@5_atm_reranked"]["what"]
     for row in headline.values():
         assert row["reference_is"] and row["value"] == row["value"]  # present and not NaN
     assert report["llm"].startswith("stand-in")

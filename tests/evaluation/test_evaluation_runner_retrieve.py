@@ -297,6 +297,24 @@ def test_calibration_picks_the_best_weight_on_validation_and_saves_it(model_dir,
     assert explicit["atm"]["weight"] == 2.5 and explicit["atm"]["weight_source"] == "option"
 
 
+def test_calibrate_rerank_cli_saves_the_weight_unless_dry_run(model_dir, manifest, tmp_path, capsys):
+    model_copy = tmp_path / "model"
+    jitter_trainable_(MintModel.from_pretrained(model_dir), 0.2).save_pretrained(model_copy)
+    common = ["--no-progress", "--workers", "0", "--device", "cpu", "--k", str(CALIBRATION_K)]
+    args = ["eval", "calibrate-rerank", str(manifest), "--model", str(model_copy), *common]
+    assert main([*args, "--out", str(tmp_path / "dry"), "--dry-run"]) == 0
+    assert "not saved" in capsys.readouterr().out
+    assert MintModel.from_pretrained(model_copy).config.rerank_weight is None
+
+    assert main([*args, "--out", str(tmp_path / "saved")]) == 0
+    chosen = json.loads((tmp_path / "saved" / "results.json").read_text())["weight"]
+    assert MintModel.from_pretrained(model_copy).config.rerank_weight == chosen
+    # `mint eval retrieve --atm-weight` overrides the saved weight.
+    retrieve = ["eval", "retrieve", str(manifest), "--model", str(model_copy), "--out", str(tmp_path / "r")]
+    assert main([*retrieve, *common, "--atm-weight", "2.5"]) == 0
+    assert "weight 2.5 (option)" in capsys.readouterr().out
+
+
 def test_calibration_refuses_a_bad_grid(model_dir, manifest, tmp_path):
     with pytest.raises(ConfigError, match="grid"):
         calibrate_rerank(manifest, model_dir, tmp_path, RetrieveOptions(progress=False), grid=(0.0, -1.0))

@@ -74,7 +74,9 @@ def _classify(args: argparse.Namespace) -> int:
 def _retrieve(args: argparse.Namespace) -> int:
     from mint.evaluation.retrieve import RetrieveOptions, run_retrieval
 
-    options = RetrieveOptions(k=args.k, pair_batch_size=args.pair_batch_size, **_selection(args))
+    options = RetrieveOptions(
+        k=args.k, pair_batch_size=args.pair_batch_size, atm_weight=args.atm_weight, **_selection(args)
+    )
     results = run_retrieval(args.manifest, args.model, args.out, options)
     for method, metrics in results["metrics"].items():
         for direction, values in metrics.items():
@@ -82,7 +84,25 @@ def _retrieve(args: argparse.Namespace) -> int:
                 f"{method:8s} {direction:14s} R@1 {values['R@1']:.4f}  R@5 {values['R@5']:.4f}  "
                 f"R@10 {values['R@10']:.4f}  mAP@10 {values['mAP@10']:.4f}  medR {values['median_rank']:g}"
             )
-    print(f"ATM pair evaluations: {results['atm']['pair_evaluations']} (k={results['atm']['k']})")
+    atm = results["atm"]
+    print(
+        f"ATM pair evaluations: {atm['pair_evaluations']} (k={atm['k']}); "
+        f"weight {atm['weight']:.4g} ({atm['weight_source']})"
+    )
+    _print_footer(results, args.out)
+    return 0
+
+
+def _calibrate_rerank(args: argparse.Namespace) -> int:
+    from mint.evaluation.retrieve import RetrieveOptions, calibrate_rerank
+
+    options = RetrieveOptions(k=args.k, pair_batch_size=args.pair_batch_size, **_selection(args))
+    results = calibrate_rerank(args.manifest, args.model, args.out, options, save=not args.dry_run)
+    print(
+        f"re-ranking weight {results['weight']:.4g} (best on this split: {results['best_weight']:.4g}, "
+        f"{results['gain_over_atc']:+.4f} over ATC alone, standard error {results['gain_standard_error']:.4f})"
+    )
+    print(f"saved into {results['saved_to']}" if results["saved_to"] else "not saved (--dry-run)")
     _print_footer(results, args.out)
     return 0
 
@@ -154,7 +174,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _common(retrieve)
     retrieve.add_argument("--k", type=int, default=128, help="items per query re-ranked by ATM (default 128)")
     retrieve.add_argument("--pair-batch-size", type=int, default=64, help="ATM pairs per forward pass")
+    retrieve.add_argument(
+        "--atm-weight",
+        type=float,
+        metavar="W",
+        help="score = ATC similarity + W x ATM log-odds (default: the model's calibrated weight)",
+    )
     retrieve.set_defaults(func=_retrieve)
+
+    calibrate = actions.add_parser(
+        "calibrate-rerank",
+        help="choose the ATM re-ranking weight on a validation manifest and save it with the model",
+        description="Rank a validation manifest (never the test one) by ATC, re-rank the top k with every "
+        "weight of a grid, and write the best one (0 unless it beats ATC alone by more than one standard "
+        "error) into the model's config, where retrieval, search and the server read it.",
+    )
+    _common(calibrate)
+    calibrate.add_argument(
+        "--k", type=int, default=128, help="items per query re-ranked by ATM (default 128)"
+    )
+    calibrate.add_argument("--pair-batch-size", type=int, default=64, help="ATM pairs per forward pass")
+    calibrate.add_argument("--dry-run", action="store_true", help="report the weight without saving it")
+    calibrate.set_defaults(func=_calibrate_rerank)
 
     caption = actions.add_parser(
         "caption",

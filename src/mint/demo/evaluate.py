@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import re
 from collections import Counter
@@ -19,8 +20,9 @@ from mint.data.synth.text import WORD_QUESTIONS
 from mint.evaluation.captioning import CaptionOptions, run_captioning
 from mint.evaluation.classify import ClassifyOptions, run_classification
 from mint.evaluation.metrics import compute_caption_metrics
-from mint.evaluation.retrieve import RetrieveOptions, run_retrieval
+from mint.evaluation.retrieve import RetrieveOptions, calibrate_rerank, run_retrieval
 from mint.modeling import MintModel
+from mint.modeling.saved import read_saved_config
 
 
 def normalise_answer(text: str) -> str:
@@ -95,6 +97,14 @@ def random_caption_baseline(test: list[ManifestRecord], seed: int) -> dict:
     return compute_caption_metrics(candidates, references)
 
 
+def _calibrated(validation: Path, stage1_dir: Path, out: Path, options: RetrieveOptions) -> dict:
+    """The re-ranking calibration's results: run once and saved with the stage-1 model, read back after."""
+    saved = out / "results.json"
+    if saved.is_file() and read_saved_config(stage1_dir).rerank_weight is not None:
+        return json.loads(saved.read_text())
+    return calibrate_rerank(validation, stage1_dir, out, options)
+
+
 def evaluate_demo(
     stage1_dir: Path,
     model_dir: Path,
@@ -102,6 +112,7 @@ def evaluate_demo(
     scenes_train: Path,
     single_test: Path,
     speech_test: Path | None,
+    validation: Path | None,
     out: Path,
     retrieval_k: int,
     caption_beams: int,
@@ -111,8 +122,13 @@ def evaluate_demo(
     progress: bool = True,
 ) -> dict:
     """ATC classification and retrieval use the stage-1 model (as BLIP-2 evaluates them); the
-    generative tasks use the instruction-tuned one."""
+    generative tasks use the instruction-tuned one. With a `validation` manifest the ATM re-ranking weight
+    is chosen on it first and saved with the stage-1 model, so that retrieval on the test scenes uses it."""
     train, test = read_manifest(scenes_train), read_manifest(scenes_test)
+    retrieve_options = RetrieveOptions(k=retrieval_k, progress=progress)
+    calibration = None
+    if validation is not None:
+        calibration = _calibrated(validation, stage1_dir, out / "rerank-calibration", retrieve_options)
     results = {
         "classify_atc": run_classification(
             single_test, stage1_dir, out / "classify-atc", ClassifyOptions(method="atc", progress=progress)
@@ -123,9 +139,8 @@ def evaluate_demo(
             out / "classify-generative",
             ClassifyOptions(method="generative", progress=progress),
         ),
-        "retrieval": run_retrieval(
-            scenes_test, stage1_dir, out / "retrieval", RetrieveOptions(k=retrieval_k, progress=progress)
-        ),
+        "rerank_calibration": calibration,
+        "retrieval": run_retrieval(scenes_test, stage1_dir, out / "retrieval", retrieve_options),
         "captioning": run_captioning(
             scenes_test,
             model_dir,

@@ -41,6 +41,8 @@ def _headline(results: dict) -> list[dict]:
     retrieval = results["retrieval"]["metrics"]["atc+atm"]
     atc_retrieval = results["retrieval"]["metrics"]["atc"]
     clips = results["retrieval"]["counts"]["audio"]
+    atm = results["retrieval"]["atm"]
+    reranked_what = f"ATC, then ATC + {atm['weight']:.3g} x ATM log-odds over the top {atm['k']} (w: {atm['weight_source']})"
     captions = results["captioning"]["metrics"]
     random_captions = results["captioning_random_baseline"]
     qa = results["qa"]
@@ -83,7 +85,7 @@ def _headline(results: dict) -> list[dict]:
             for k in (1, 5)
             for suffix, what, metrics in (
                 ("", f"ATC ranking, {clips} clips", atc_retrieval),
-                ("_atm_reranked", "ATC, then ATC + w x ATM log-odds over the top-k", retrieval),
+                ("_atm_reranked", reranked_what, retrieval),
             )
         ),
         {

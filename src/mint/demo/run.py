@@ -9,6 +9,7 @@ there, so an interrupted demo picks up where it stopped.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -59,6 +60,10 @@ def _corpus(config: DemoConfig, root: Path) -> dict[str, Path]:
         "test": root / "scenes" / "test.jsonl",
         "single": root / "single-event" / "test.jsonl",
     }
+    if corpus.validation_clips > 0:
+        validation = dataclasses.replace(scenes, num_clips=corpus.validation_clips, seed=config.seed + 3)
+        generate_corpus(validation, root / "validation", workers=corpus.workers, splits={"validation": 1.0})
+        manifests["validation"] = root / "validation" / "validation.jsonl"
     if corpus.speech_share > 0 and corpus.speech_test_clips > 0:
         speech = SynthSpec(
             num_clips=corpus.speech_test_clips,
@@ -181,6 +186,7 @@ def run_demo(config: DemoConfig, progress: bool = True) -> dict:
         manifests["train"],
         manifests["single"],
         manifests.get("speech"),
+        manifests.get("validation"),
         out / "eval",
         retrieval_k=evaluation.retrieval_k,
         caption_beams=evaluation.caption_beams,
