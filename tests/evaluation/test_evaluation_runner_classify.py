@@ -16,10 +16,11 @@ from sklearn.metrics import average_precision_score, f1_score
 from mint.cli.main import main
 from mint.config import load_config
 from mint.data.synth import SynthSpec, generate_corpus, single_event_spec
+from mint.errors import ConfigError
 from mint.evaluation.classify import DEFAULT_TEMPLATES, ClassifyOptions, label_text, run_classification
 from mint.modeling import MintModel
 from mint.training.config import PretrainConfig
-from mint_testing import ESC10, read_jsonl, require_shared, tiny_pretrain_overrides
+from mint_testing import ESC10, jitter_trainable_, read_jsonl, require_shared, tiny_pretrain_overrides
 
 REPO = Path(__file__).resolve().parents[2]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -138,6 +139,58 @@ def test_classify_cli_matches_a_by_hand_atc_recomputation(model_dir, single_labe
     assert (out / "confusion_matrix.png").read_bytes()[:8] == PNG_MAGIC
     summary = (out / "summary.md").read_text()
     assert "accuracy" in summary and "broken" in summary and "confusion_matrix.png" in summary
+
+
+def test_reranked_classification_matches_a_by_hand_atc_plus_atm_score(
+    model_dir, single_label, tmp_path, capsys
+):
+    model_copy = tmp_path / "model"
+    # Jittered, so that ATM's log-odds differ clearly between pairs and re-ranking changes predictions.
+    jitter_trainable_(MintModel.from_pretrained(model_dir), 0.2).save_pretrained(model_copy)
+    out, k, weight = tmp_path / "out", 3, 0.5
+    args = ["eval", "classify", str(single_label), "--model", str(model_copy), "--out", str(out)]
+    options = ["--no-progress", "--batch-size", "5", "--device", "cpu", "--rerank", str(k)]
+    assert main([*args, *options, "--atm-weight", str(weight)]) == 0
+    assert "re-ranked top 3" in capsys.readouterr().out
+    results = json.loads((out / "results.json").read_text())
+    records = _readable_records(single_label)
+    labels = sorted({record["labels"][0] for record in records})
+
+    model = MintModel.from_pretrained(model_copy).eval()
+    scores = _by_hand_scores(model_copy, single_label, labels)
+    keep = round(model.config.max_audio_seconds * model.sample_rate)
+    expected = []
+    with torch.no_grad():
+        for row, record in enumerate(records):
+            samples, _ = sf.read(single_label.parent / record["audio"], dtype="float32")
+            waveform = torch.from_numpy(samples[:keep])[None]
+            audio = model.encode_audio(waveform, torch.tensor([waveform.shape[1]]))
+            best, best_score = None, -np.inf
+            for column in np.argsort(-scores[row])[:k]:
+                odds = []
+                for template in DEFAULT_TEMPLATES:
+                    logits = model.match_logits(
+                        audio, *model.tokenize([template.replace("{label}", labels[column])])
+                    )
+                    odds.append(float(logits[0, 1] - logits[0, 0]))
+                score = scores[row, column] + weight * np.mean(odds)
+                if score > best_score:
+                    best, best_score = column, score
+            expected.append(labels[best])
+    truth = [record["labels"][0] for record in records]
+    reranked = results["reranked"]
+    assert reranked["k"] == k and reranked["weight"] == weight and reranked["weight_source"] == "option"
+    assert [p["reranked_prediction"] for p in read_jsonl(out / "predictions.jsonl")] == expected
+    assert reranked["metrics"]["accuracy"] == pytest.approx(np.mean(np.array(expected) == np.array(truth)))
+    atc_only = [labels[column] for column in scores.argmax(axis=1)]
+    assert expected != atc_only, "re-ranking changed no prediction: the check above would be weak"
+    assert results["metrics"]["accuracy"] == pytest.approx(np.mean(np.array(atc_only) == np.array(truth)))
+    assert "Re-ranked" in (out / "summary.md").read_text()
+
+
+def test_rerank_needs_the_atc_method():
+    with pytest.raises(ConfigError, match="rerank"):
+        ClassifyOptions(method="generative", rerank=3)
 
 
 def test_runs_are_deterministic_and_independent_of_batching(model_dir, single_label, tmp_path):

@@ -81,6 +81,10 @@ def test_check_trains_on_folds_1_to_4_and_classifies_fold_5(tmp_path, capsys):
     assert sorted(p["id"] for p in predictions) == sorted(chosen["test"])
     correct = sum(p["prediction"] in p["labels"] for p in predictions)
     assert result["accuracy"] == pytest.approx(correct / len(chosen["test"]))
+    # Re-ranked accuracy reported beside ATC's, from the same predictions file.
+    reranked = sum(p["reranked_prediction"] in p["labels"] for p in predictions)
+    assert result["reranked"]["accuracy"] == pytest.approx(reranked / len(chosen["test"]))
+    assert result["reranked"]["top_k"] == 3 and "not calibrated" in result["reranked"]["weight_source"]
     assert result["chance"] == pytest.approx(1 / len(CLASSES))
     assert result["classes"] == sorted(CLASSES)
     assert result["test_clips"] == len(chosen["test"])

@@ -58,6 +58,8 @@ def _classify(args: argparse.Namespace) -> int:
         method=args.method,
         labels=read_labels(args.labels) if args.labels else None,
         normalise=args.normalise,
+        rerank=args.rerank,
+        atm_weight=args.atm_weight,
         **given,
         **_selection(args),
     )
@@ -67,6 +69,13 @@ def _classify(args: argparse.Namespace) -> int:
         print(f"mAP {metrics['mAP']:.4f}, top-1 accuracy {metrics['top1_accuracy']:.4f}")
     else:
         print(f"accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f}")
+    reranked = results["reranked"]
+    if reranked:
+        figure = "mAP" if results["multi_label"] else "accuracy"
+        print(
+            f"re-ranked top {reranked['k']}: {figure} {reranked['metrics'][figure]:.4f} "
+            f"(weight {reranked['weight']:.4g}, {reranked['weight_source']})"
+        )
     _print_footer(results, args.out)
     return 0
 
@@ -131,6 +140,15 @@ def _caption_metrics(args: argparse.Namespace) -> int:
     return 0
 
 
+def _atm_weight(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--atm-weight",
+        type=float,
+        metavar="W",
+        help="re-ranking score = ATC similarity + W x ATM log-odds (default: the model's calibrated weight)",
+    )
+
+
 def _print_footer(results: dict, out: str) -> None:
     skipped = results["skipped"]
     if skipped["count"]:
@@ -163,6 +181,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     classify.add_argument(
         "--normalise", action="store_true", help="generative: length-normalise the label log-likelihoods"
     )
+    classify.add_argument(
+        "--rerank",
+        type=int,
+        default=0,
+        metavar="K",
+        help="atc: also re-score each clip's top K classes with ATM and report both (default 0: ATC alone)",
+    )
+    _atm_weight(classify)
     classify.set_defaults(func=_classify)
 
     retrieve = actions.add_parser(
@@ -174,12 +200,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _common(retrieve)
     retrieve.add_argument("--k", type=int, default=128, help="items per query re-ranked by ATM (default 128)")
     retrieve.add_argument("--pair-batch-size", type=int, default=64, help="ATM pairs per forward pass")
-    retrieve.add_argument(
-        "--atm-weight",
-        type=float,
-        metavar="W",
-        help="score = ATC similarity + W x ATM log-odds (default: the model's calibrated weight)",
-    )
+    _atm_weight(retrieve)
     retrieve.set_defaults(func=_retrieve)
 
     calibrate = actions.add_parser(

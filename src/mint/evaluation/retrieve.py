@@ -288,10 +288,10 @@ def rank_pairs(
     )
 
 
-def rerank_weight(model: MintModel, options: RetrieveOptions) -> tuple[float, str]:
-    """The re-ranking weight a run uses and where it comes from."""
-    if options.atm_weight is not None:
-        return options.atm_weight, "option"
+def rerank_weight(model: MintModel, atm_weight: float | None = None) -> tuple[float, str]:
+    """The re-ranking weight a run uses (`atm_weight` when given, else the model's) and where it comes from."""
+    if atm_weight is not None:
+        return atm_weight, "option"
     if model.config.rerank_weight is not None:
         return model.rerank_weight, "calibrated on a validation split"
     return model.rerank_weight, "the model's temperature (not calibrated)"
@@ -367,7 +367,7 @@ def run_retrieval(
     options = options or RetrieveOptions()
     selection, model, out = _open_run(manifest, model_dir, out_dir, options)
     ranked = rank_pairs(model, selection.records, options, out)
-    weight, source = rerank_weight(model, options)
+    weight, source = rerank_weight(model, options.atm_weight)
     reranked = ranked.reranked(weight)
     similarity, kept = ranked.similarity, ranked.kept
     relevant = ranked.text_to_audio[None, :] == np.arange(len(kept))[:, None]
