@@ -200,3 +200,12 @@ def test_chat_format_needs_a_template(checkpoints):
         load_tiny(checkpoints["llama"], prompt_format="chat")
     with pytest.raises(ConfigError, match=r"llm\.prompt_format"):
         LLMConfig(name_or_path="x", prompt_format="fancy").validate()
+
+
+def test_attention_kernel_is_a_setting(checkpoints):
+    assert (
+        load_tiny(checkpoints["llama"], attn_implementation="eager").model.config._attn_implementation
+        == "eager"
+    )
+    with pytest.raises(ConfigError, match=r"llm\.attn_implementation"):
+        LLMConfig(name_or_path="x", attn_implementation="fastest").validate()

@@ -75,6 +75,30 @@ def test_batched_generation_and_scores_equal_one_row_at_a_time(smollm2, single_t
             )
 
 
+def test_eager_attention_gives_the_loss_and_soft_prompt_gradient_of_sdpa(single_thread):
+    """`llm.attn_implementation=eager` (the faster kernel on CPU) changes the arithmetic's order only: same
+    loss and same gradient to the soft prompt as SDPA on a right-padded batch of unequal rows. fp32: each
+    attention row sums at most ~60 terms, so kernel order moves a value by ~1e-6 relative; over SmolLM2's
+    30 layers that stays well within 1e-4 (a padding position leaking in would move the loss by ~1e-1)."""
+    _require("smollm2-135m-instruct")
+    losses, gradients = [], []
+    for kernel in ("sdpa", "eager"):
+        llm = load_llm(
+            LLMConfig(name_or_path=SMOLLM2, system_prompt="You listen.", attn_implementation=kernel)
+        )
+        assert llm.model.config._attn_implementation == kernel
+        prompt = _soft_prompt(llm, len(INSTRUCTIONS), seed=5).requires_grad_()
+        responses = ["a dog barks twice and then a car passes by", "seven", "yes"]
+        loss = llm(prompt, INSTRUCTIONS, responses).loss
+        loss.backward()
+        losses.append(loss.detach())
+        gradients.append(prompt.grad)
+    torch.testing.assert_close(losses[1], losses[0], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(
+        gradients[1], gradients[0], rtol=1e-3, atol=1e-3 * float(gradients[0].abs().max())
+    )
+
+
 def test_a_short_real_weights_stage_2_answers_its_training_questions(tmp_path, single_thread):
     """Four spoken words, one question each: after a short stage 2 the frozen SmolLM2, reading only the
     soft prompt, says each clip's word (the instruction is the same for all four)."""

@@ -86,6 +86,7 @@ def _model_config(config: DemoConfig, tokenizer: Path | None, llm: str | None) -
             name_or_path=llm,
             dtype=model.llm_dtype,
             system_prompt=model.system_prompt,
+            attn_implementation=model.llm_attn_implementation,
             max_instruction_length=48,
             max_response_length=32,
         )

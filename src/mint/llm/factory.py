@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from torch import nn
+
 from mint.errors import CheckpointError, ConfigError
 from mint.llm.base import LLMAdapter
 from mint.llm.causal import CausalAdapter
@@ -51,6 +53,13 @@ def _load_tokenizer(config: LLMConfig, source: str) -> Any:
     return tokenizer
 
 
+def _with_attention(model: nn.Module, config: LLMConfig) -> nn.Module:
+    """`model` with the attention kernel `config.attn_implementation` asks for (unchanged when None)."""
+    if config.attn_implementation is not None:
+        model.set_attn_implementation(config.attn_implementation)
+    return model
+
+
 def load_llm(config: LLMConfig) -> LLMAdapter:
     """Load the frozen LLM named by `config` and wrap it in the adapter for its kind."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
@@ -60,7 +69,7 @@ def load_llm(config: LLMConfig) -> LLMAdapter:
         model, tokenizer = build_random_llm(config.name_or_path)
         kind = _resolve_kind(config, model.config)
         adapter_class = Seq2SeqAdapter if kind == SEQ2SEQ else CausalAdapter
-        return adapter_class(model.to(torch_dtype(config.dtype)), tokenizer, config)
+        return adapter_class(_with_attention(model.to(torch_dtype(config.dtype)), config), tokenizer, config)
     # The adapter keeps the config as written (a saved model stays portable); loading reads the directory
     # the reference resolves to.
     source = resolve_weights(config.name_or_path, "llm")
@@ -91,4 +100,4 @@ def load_llm(config: LLMConfig) -> LLMAdapter:
             f"(e.g. {missing[:3]}); they would be left random"
         )
     adapter_class = Seq2SeqAdapter if kind == SEQ2SEQ else CausalAdapter
-    return adapter_class(model, _load_tokenizer(config, source), config)
+    return adapter_class(_with_attention(model, config), _load_tokenizer(config, source), config)
