@@ -3,7 +3,7 @@ states vs ATG running the queries and the caption together through every layer a
 
 Two models with the same weights and dropout off; the same batch of stand-in encoder features, captions
 and hard-negative seed; timed interleaved so that the machine's load hits both halves alike. Tiny shapes
-(configs/pretrain/tiny.yaml: hidden 128, 2 layers, 8 queries, batch 16, 3 s of 40 ms frames) and paper
+(a scratch Bridge-Net of hidden 128, 2 layers, 8 queries, batch 16, 3 s of 40 ms frames) and paper
 shapes (hidden 768, 12 layers, 32 queries, cross-attention every 2nd layer, batch 4, 10 s of data2vec
 frames).
 """

@@ -26,6 +26,7 @@ COMPARISONS = (
     "feature_cache",
     "determinism",
     "atg_cache",
+    "stage2_llm",
     "attention",
     "retrieval",
     "cider",

@@ -65,6 +65,9 @@ def tiny_model_overrides() -> list[str]:
     """Dotted overrides that shrink any run config to a Bridge-Net of a few thousand weights."""
     return [
         "model.encoder.kind=mel",
+        # Whatever pretrained encoder the run config names (configs/pretrain/tiny.yaml: Whisper tiny.en).
+        "model.encoder.name_or_path=null",
+        "model.encoder.window_seconds=null",
         "model.encoder.hidden_size=32",
         "model.encoder.n_mels=32",
         "model.bridge.init=scratch",

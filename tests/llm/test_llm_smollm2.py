@@ -125,6 +125,11 @@ def test_a_short_real_weights_stage_2_answers_its_training_questions(tmp_path, s
                 "model.encoder.name_or_path=weights:whisper-tiny.en",
                 "model.encoder.window_seconds=1.5",
                 "model.max_audio_seconds=1.5",
+                # A small Bridge-Net from scratch learns this in a few steps.
+                "model.bridge.init=scratch",
+                "model.bridge.hidden_size=128",
+                "model.bridge.num_heads=4",
+                "model.bridge.intermediate_size=256",
                 "model.bridge.num_queries=4",
                 f"model.llm.name_or_path={SMOLLM2}",
                 "model.llm.max_response_length=8",

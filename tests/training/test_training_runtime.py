@@ -49,8 +49,8 @@ def test_deterministic_runs_in_parallel_processes_write_identical_logs_and_weigh
                 "pretrain",
                 "configs/pretrain/tiny.yaml",
                 f"output_dir={run}",
-                "trainer.max_steps=20",
-                "trainer.save_every=20",
+                "trainer.max_steps=10",
+                "trainer.save_every=10",
                 "trainer.progress_bar=false",
                 "--deterministic",
                 "--threads",
@@ -63,10 +63,10 @@ def test_deterministic_runs_in_parallel_processes_write_identical_logs_and_weigh
         for run in runs
     ]
     for process in processes:
-        _, err = process.communicate(timeout=240)
+        _, err = process.communicate(timeout=600)
         assert process.returncode == 0, err[-2000:]
     a, b = runs
-    assert len((a / "metrics.jsonl").read_text().splitlines()) == 20
+    assert len((a / "metrics.jsonl").read_text().splitlines()) == 10
     assert (a / "metrics.jsonl").read_bytes() == (b / "metrics.jsonl").read_bytes()
     assert (a / "model" / "model.safetensors").read_bytes() == (
         b / "model" / "model.safetensors"

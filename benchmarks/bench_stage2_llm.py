@@ -1,0 +1,103 @@
+"""A stage-2 step with the real frozen SmolLM2-135M-Instruct: fp32 weights with transformers' default
+attention (SDPA) vs what the demo runs (bf16 weights under bf16 autocast, eager attention).
+
+Forward and backward of the instruction loss at batch 16 (the demo's Bridge-Net: hidden 256, 2 layers,
+16 queries; stand-in encoder features of a 3 s clip), the same items for both, timed interleaved so that
+the machine's load hits both alike. Both LLMs compute logits only at the response positions. Needs the
+weights (`mint weights fetch smollm2-135m-instruct`).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from common import Comparison
+
+STEPS = 4
+BATCH = 16
+FRAMES = 150  # Whisper tiny.en's frames of a 3 s clip
+ITEMS = (
+    ("how many sounds are there?", "two"),
+    ("what comes first?", "falling chirp"),
+    ("is the siren loud or soft?", "soft"),
+    ("what word is spoken?", "seven"),
+    ("who is speaking, a man or a woman?", "a woman"),
+    ("can you hear a bell?", "yes"),
+    ("describe the sound.", "a brief loud engine hum followed by a long soft click train"),
+    ("what kind of background noise is there?", "pink noise"),
+)
+SYSTEM_PROMPT = "You listen to a sound clip and describe it or answer questions about it."
+
+
+def _model(dtype: str, attention: str):
+    from mint.config import load_config
+    from mint.modeling import MintConfig, MintModel
+
+    config = load_config(
+        MintConfig,
+        None,
+        [
+            "encoder.kind=mel",
+            "encoder.hidden_size=384",
+            "bridge.init=scratch",
+            "bridge.hidden_size=256",
+            "bridge.num_layers=2",
+            "bridge.num_heads=4",
+            "bridge.intermediate_size=1024",
+            "bridge.num_queries=16",
+            "bridge.cross_attention_freq=1",
+            "bridge.dropout=0.0",
+            "bridge.attention_dropout=0.0",
+            "bridge.attn_implementation=eager",
+            "llm.name_or_path=weights:smollm2-135m-instruct",
+            f"llm.dtype={dtype}",
+            f"llm.attn_implementation={attention}",
+            f"llm.system_prompt={SYSTEM_PROMPT}",
+        ],
+    )
+    torch.manual_seed(0)
+    return MintModel.from_config(config).train()
+
+
+def run(work: Path) -> list[Comparison]:
+    models = {
+        "fp32": (_model("float32", "sdpa"), torch.float32),
+        "bf16": (_model("bfloat16", "eager"), torch.bfloat16),
+    }
+    baseline, ours = models["fp32"][0], models["bf16"][0]
+    for name in ("audio_norm", "bridge", "llm_proj"):
+        getattr(ours, name).load_state_dict(getattr(baseline, name).state_dict())
+    generator = torch.Generator().manual_seed(0)
+    features = torch.randn(BATCH, FRAMES, 384, generator=generator)
+    mask = torch.ones(BATCH, FRAMES, dtype=torch.bool)
+    instructions = [ITEMS[row % len(ITEMS)][0] for row in range(BATCH)]
+    responses = [ITEMS[row % len(ITEMS)][1] for row in range(BATCH)]
+    times: dict[str, list[float]] = {key: [] for key in models}
+    losses: dict[str, float] = {}
+    for step in range(STEPS + 1):  # the first step of each is untimed warm-up
+        for key, (model, dtype) in models.items():
+            started = time.perf_counter()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+                loss = model.instruct_loss(model.normalise_audio(features, mask), instructions, responses)
+            loss.backward()
+            elapsed = time.perf_counter() - started
+            model.zero_grad(set_to_none=True)
+            if step:
+                times[key].append(elapsed)
+            else:
+                losses[key] = float(loss.detach())
+    return [
+        Comparison(
+            item=f"stage-2 step, frozen SmolLM2-135M-Instruct, batch {BATCH}, forward+backward",
+            baseline="fp32, SDPA attention",
+            ours="bf16 weights + autocast, eager attention",
+            baseline_s=statistics.median(times["fp32"]),
+            ours_s=statistics.median(times["bf16"]),
+            target=3.0,
+            note=f"median of {STEPS} interleaved steps each; same Bridge-Net weights and items, first-step loss "
+            f"{losses['fp32']:.4f} (fp32) vs {losses['bf16']:.4f} (bf16)",
+        )
+    ]
