@@ -1,6 +1,7 @@
 """Stage-1 training step on cached encoder features vs recomputing a Whisper-tiny-sized encoder.
 
-Both runs go through `run_pretraining` (configs/pretrain/tiny.yaml's Bridge-Net) on a manifest of
+Both runs go through `run_pretraining` (configs/pretrain/tiny.yaml with its former scratch Bridge-Net of
+hidden 128, the encoder padding every clip to Whisper's 30 s) on a manifest of
 generated 3 s WAV files, the way a real dataset is read; the step time is read from the trainer's
 own log: the median step, leaving out the first (warm-up).
 """
@@ -13,7 +14,7 @@ import statistics
 import time
 from pathlib import Path
 
-from common import REPO, Comparison, save_random_whisper_tiny
+from common import REPO, WEIGHT_FREE_TINY, Comparison, save_random_whisper_tiny
 
 BATCH = 8
 STEPS = 6
@@ -37,6 +38,7 @@ def run(work: Path) -> list[Comparison]:
     spec = SynthSpec(num_clips=CLIPS, seed=0, sample_rate=16000, clip_seconds=3.0, max_events=2)
     corpus = generate_corpus(spec, work / "corpus", workers=1, splits={"train": 1.0})
     common = [
+        *WEIGHT_FREE_TINY,
         "model.encoder.kind=whisper",
         f"model.encoder.name_or_path={encoder}",
         "data.source=manifest",

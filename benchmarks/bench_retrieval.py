@@ -1,7 +1,7 @@
 """Retrieval at N = 1000: ATC ranking with ATM re-ranking of each query's top k vs ATM on all N x N pairs.
 
-A small model (configs/pretrain/tiny.yaml narrowed to hidden 64 and 4 queries, so that the
-benchmark stays short) on random encoder features and generated captions. The re-ranking path is timed whole: audio and text embeddings, the N x N
+A small model (configs/pretrain/tiny.yaml's former weight-free model narrowed to hidden 64 and 4
+queries, so that the benchmark stays short) on random encoder features and generated captions. The re-ranking path is timed whole: audio and text embeddings, the N x N
 similarity, top-k in both directions and the matching head on the union of those pairs. Matching
 all N x N pairs (a million Bridge-Net passes) is timed on the first rows and scaled to N rows,
 which the timing of whole batches of pairs makes exact up to noise.
@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import REPO, Comparison, median_seconds
+from common import REPO, WEIGHT_FREE_TINY, Comparison, median_seconds
 
 N = 1000
 K = 16
@@ -21,6 +21,7 @@ FRAMES = 75  # 3 s of the tiny config's 40 ms audio tokens
 PAIR_BATCH = 500
 TIMED_ROWS = 4
 SMALL = [
+    *WEIGHT_FREE_TINY,
     "model.encoder.hidden_size=64",
     "model.bridge.hidden_size=64",
     "model.bridge.intermediate_size=128",

@@ -11,6 +11,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+# configs/pretrain/tiny.yaml's model before it moved to real weights: the weight-free mel front end and a
+# scratch Bridge-Net of hidden 128. Benchmarks of small shapes keep timing these (overrides of tiny.yaml).
+WEIGHT_FREE_TINY = [
+    "model.encoder.kind=mel",
+    "model.encoder.name_or_path=null",
+    "model.encoder.window_seconds=null",
+    "model.encoder.hidden_size=128",
+    "model.bridge.init=scratch",
+    "model.bridge.hidden_size=128",
+    "model.bridge.num_layers=2",
+    "model.bridge.num_heads=4",
+    "model.bridge.intermediate_size=256",
+]
 
 
 @dataclass
