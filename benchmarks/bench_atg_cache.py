@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import Comparison
+from common import WEIGHT_FREE_TINY, Comparison
 
 CAPTIONS = (
     "a loud siren wails for a long time then a soft bell rings",
@@ -28,12 +28,8 @@ SHAPES = {
     # name: (model overrides, batch, frames, timed steps)
     "tiny": (
         [
-            "encoder.kind=mel",
-            "encoder.hidden_size=128",
-            "bridge.hidden_size=128",
-            "bridge.num_layers=2",
-            "bridge.num_heads=4",
-            "bridge.intermediate_size=256",
+            # A MintConfig's own keys: the run config's overrides without their "model." prefix.
+            *(override.removeprefix("model.") for override in WEIGHT_FREE_TINY),
             "bridge.num_queries=8",
             "bridge.cross_attention_freq=1",
             "embed_dim=64",

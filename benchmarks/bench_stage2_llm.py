@@ -19,6 +19,7 @@ from common import Comparison
 STEPS = 4
 BATCH = 16
 FRAMES = 150  # Whisper tiny.en's frames of a 3 s clip
+FEATURES = 384  # and their width
 ITEMS = (
     ("how many sounds are there?", "two"),
     ("what comes first?", "falling chirp"),
@@ -29,34 +30,24 @@ ITEMS = (
     ("describe the sound.", "a brief loud engine hum followed by a long soft click train"),
     ("what kind of background noise is there?", "pink noise"),
 )
-SYSTEM_PROMPT = "You listen to a sound clip and describe it or answer questions about it."
 
 
 def _model(dtype: str, attention: str):
-    from mint.config import load_config
+    from mint.demo.config import DemoModelConfig
+    from mint.encoders.config import EncoderConfig
+    from mint.llm.config import LLMConfig
     from mint.modeling import MintConfig, MintModel
 
-    config = load_config(
-        MintConfig,
-        None,
-        [
-            "encoder.kind=mel",
-            "encoder.hidden_size=384",
-            "bridge.init=scratch",
-            "bridge.hidden_size=256",
-            "bridge.num_layers=2",
-            "bridge.num_heads=4",
-            "bridge.intermediate_size=1024",
-            "bridge.num_queries=16",
-            "bridge.cross_attention_freq=1",
-            "bridge.dropout=0.0",
-            "bridge.attention_dropout=0.0",
-            "bridge.attn_implementation=eager",
-            "llm.name_or_path=weights:smollm2-135m-instruct",
-            f"llm.dtype={dtype}",
-            f"llm.attn_implementation={attention}",
-            f"llm.system_prompt={SYSTEM_PROMPT}",
-        ],
+    demo = DemoModelConfig()
+    config = MintConfig(
+        encoder=EncoderConfig(kind="mel", hidden_size=FEATURES),  # stands in for Whisper tiny.en's width
+        bridge=demo.bridge,
+        llm=LLMConfig(
+            name_or_path="weights:smollm2-135m-instruct",
+            dtype=dtype,
+            attn_implementation=attention,
+            system_prompt=demo.system_prompt,
+        ),
     )
     torch.manual_seed(0)
     return MintModel.from_config(config).train()
@@ -71,7 +62,7 @@ def run(work: Path) -> list[Comparison]:
     for name in ("audio_norm", "bridge", "llm_proj"):
         getattr(ours, name).load_state_dict(getattr(baseline, name).state_dict())
     generator = torch.Generator().manual_seed(0)
-    features = torch.randn(BATCH, FRAMES, 384, generator=generator)
+    features = torch.randn(BATCH, FRAMES, FEATURES, generator=generator)
     mask = torch.ones(BATCH, FRAMES, dtype=torch.bool)
     instructions = [ITEMS[row % len(ITEMS)][0] for row in range(BATCH)]
     responses = [ITEMS[row % len(ITEMS)][1] for row in range(BATCH)]

@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mint.evaluation.retrieve import RetrieveOptions
 
 
 def _folds(text: str) -> list[int]:
@@ -80,13 +84,20 @@ def _classify(args: argparse.Namespace) -> int:
     return 0
 
 
-def _retrieve(args: argparse.Namespace) -> int:
-    from mint.evaluation.retrieve import RetrieveOptions, run_retrieval
+def _retrieve_options(args: argparse.Namespace, atm_weight: float | None = None) -> RetrieveOptions:
+    """Options of `_ranking`'s arguments and the common selection (the module loads on first use: the CLI
+    starts without importing torch)."""
+    from mint.evaluation.retrieve import RetrieveOptions
 
-    options = RetrieveOptions(
-        k=args.k, pair_batch_size=args.pair_batch_size, atm_weight=args.atm_weight, **_selection(args)
+    return RetrieveOptions(
+        k=args.k, pair_batch_size=args.pair_batch_size, atm_weight=atm_weight, **_selection(args)
     )
-    results = run_retrieval(args.manifest, args.model, args.out, options)
+
+
+def _retrieve(args: argparse.Namespace) -> int:
+    from mint.evaluation.retrieve import run_retrieval
+
+    results = run_retrieval(args.manifest, args.model, args.out, _retrieve_options(args, args.atm_weight))
     for method, metrics in results["metrics"].items():
         for direction, values in metrics.items():
             print(
@@ -103,9 +114,9 @@ def _retrieve(args: argparse.Namespace) -> int:
 
 
 def _calibrate_rerank(args: argparse.Namespace) -> int:
-    from mint.evaluation.retrieve import RetrieveOptions, calibrate_rerank
+    from mint.evaluation.retrieve import calibrate_rerank
 
-    options = RetrieveOptions(k=args.k, pair_batch_size=args.pair_batch_size, **_selection(args))
+    options = _retrieve_options(args)
     results = calibrate_rerank(args.manifest, args.model, args.out, options, save=not args.dry_run)
     print(
         f"re-ranking weight {results['weight']:.4g} (best on this split: {results['best_weight']:.4g}, "
@@ -138,6 +149,12 @@ def _caption_metrics(args: argparse.Namespace) -> int:
 
     print(json.dumps(caption_metrics_from_jsonl(args.file, args.spice_jar), indent=2))
     return 0
+
+
+def _ranking(parser: argparse.ArgumentParser) -> None:
+    """The options of ATC ranking with ATM re-ranking that retrieval and its calibration share."""
+    parser.add_argument("--k", type=int, default=128, help="items per query re-ranked by ATM (default 128)")
+    parser.add_argument("--pair-batch-size", type=int, default=64, help="ATM pairs per forward pass")
 
 
 def _atm_weight(parser: argparse.ArgumentParser) -> None:
@@ -198,8 +215,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "protocol): R@1/5/10, mAP@10, median and mean rank for ATC and ATC+ATM.",
     )
     _common(retrieve)
-    retrieve.add_argument("--k", type=int, default=128, help="items per query re-ranked by ATM (default 128)")
-    retrieve.add_argument("--pair-batch-size", type=int, default=64, help="ATM pairs per forward pass")
+    _ranking(retrieve)
     _atm_weight(retrieve)
     retrieve.set_defaults(func=_retrieve)
 
@@ -211,10 +227,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "error) into the model's config, where retrieval, search and the server read it.",
     )
     _common(calibrate)
-    calibrate.add_argument(
-        "--k", type=int, default=128, help="items per query re-ranked by ATM (default 128)"
-    )
-    calibrate.add_argument("--pair-batch-size", type=int, default=64, help="ATM pairs per forward pass")
+    _ranking(calibrate)
     calibrate.add_argument("--dry-run", action="store_true", help="report the weight without saving it")
     calibrate.set_defaults(func=_calibrate_rerank)
 

@@ -146,13 +146,20 @@ class ClassifyOptions:
             raise ConfigError(f"templates: expected a non-empty list, each containing {LABEL_SLOT}")
 
 
+def prompt_texts(labels: list[str], templates: list[str]) -> list[str]:
+    """Every label written into every template, label by label: C x T texts (repeats kept, so that they
+    reshape to [C, T])."""
+    return [template.replace(LABEL_SLOT, label_text(label)) for label in labels for template in templates]
+
+
 @torch.no_grad()
 def class_embeddings(
     model: MintModel, labels: list[str], templates: list[str], batch_size: int = 64
 ) -> torch.Tensor:
     """[C, E]: per label, the re-normalised mean of its templates' normalised text embeddings."""
-    texts = [template.replace(LABEL_SLOT, label_text(label)) for label in labels for template in templates]
-    embeddings = embed_texts(model, texts, batch_size).view(len(labels), len(templates), -1)
+    embeddings = embed_texts(model, prompt_texts(labels, templates), batch_size).view(
+        len(labels), len(templates), -1
+    )
     return F.normalize(embeddings.mean(dim=1), dim=-1)
 
 
@@ -193,40 +200,57 @@ def _targets(
     return kept, targets, skipped
 
 
+@dataclass
+class Reranking:
+    """ATM's share of a re-ranked classification: each clip's top classes under ATC and their log-odds."""
+
+    log_odds: np.ndarray  # [N, C], NaN outside `top`
+    top: np.ndarray  # [N, k] class indices
+
+
 @torch.no_grad()
 def atc_and_atm_scores(
-    stream: AudioStream, classes: torch.Tensor, prompts: list[list[str]], rerank: int
-) -> tuple[np.ndarray, np.ndarray, list[int]]:
-    """[N, C] ATC similarities, [N, C] ATM log-odds (mean over each class's `prompts`; NaN outside a clip's
-    top `rerank` classes under ATC) and the clips' record positions."""
+    stream: AudioStream, classes: torch.Tensor, prompts: list[str], rerank: int
+) -> tuple[np.ndarray, Reranking, list[int]]:
+    """[N, C] ATC similarities, ATM's scores of each clip's top `rerank` classes under ATC (the mean
+    log-odds over each class's templates) and the clips' record positions. `prompts` holds each class's
+    templated texts, class by class (`prompt_texts`)."""
     model = stream.model
-    similarities, log_odds, indices = [], [], []
+    num_classes = classes.shape[0]
+    k = min(rerank, num_classes)
+    # Every prompt is tokenised once; each clip's pairs are its top classes' rows.
+    ids, mask = model.tokenize(prompts)
+    ids, mask = ids.view(num_classes, -1, ids.shape[-1]), mask.view(num_classes, -1, mask.shape[-1])
+    similarities, log_odds, tops, indices = [], [], [], []
     for batch in stream:
         similarity = audio_text_similarity(model.audio_embeddings(batch.audio).float().cpu(), classes)
         atm = torch.full(similarity.shape, float("nan"), dtype=torch.float64)
-        top = similarity.topk(min(rerank, similarity.shape[1]), dim=1).indices
+        top = similarity.topk(k, dim=1).indices
         for row in range(similarity.shape[0]):
-            clip = AudioFeatures(batch.audio.features[row : row + 1], batch.audio.mask[row : row + 1])
-            texts = [text for column in top[row].tolist() for text in prompts[column]]
-            ids, mask = model.tokenize(texts)
+            pair_ids, pair_mask = ids[top[row]].flatten(0, 1), mask[top[row]].flatten(0, 1)
             pair_audio = AudioFeatures(
-                clip.features.expand(len(texts), -1, -1), clip.mask.expand(len(texts), -1)
+                batch.audio.features[row : row + 1].expand(len(pair_ids), -1, -1),
+                batch.audio.mask[row : row + 1].expand(len(pair_ids), -1),
             )
-            per_prompt = match_log_odds(model.match_logits(pair_audio, ids, mask).float()).double().cpu()
-            atm[row, top[row]] = per_prompt.view(len(top[row]), -1).mean(dim=1)
+            per_prompt = (
+                match_log_odds(model.match_logits(pair_audio, pair_ids, pair_mask).float()).double().cpu()
+            )
+            atm[row, top[row]] = per_prompt.view(k, -1).mean(dim=1)
         similarities.append(similarity)
         log_odds.append(atm)
+        tops.append(top)
         indices.extend(batch.indices)
     if not similarities:
         raise DataError(f"no readable audio among the {len(stream.records)} clips (see the skipped list)")
-    return torch.cat(similarities).numpy(), torch.cat(log_odds).numpy(), indices
+    reranking = Reranking(torch.cat(log_odds).numpy(), torch.cat(tops).numpy())
+    return torch.cat(similarities).numpy(), reranking, indices
 
 
 def _scores(
     model: MintModel, records: list[ManifestRecord], labels: list[str], options: ClassifyOptions
-) -> tuple[np.ndarray, np.ndarray | None, list[int], list[SkippedClip]]:
-    """Class scores [N, C], ATM log-odds [N, C] of the re-ranked classes (None without re-ranking), the
-    clips' record positions and the unreadable clips."""
+) -> tuple[np.ndarray, Reranking | None, list[int], list[SkippedClip]]:
+    """Class scores [N, C], the ATM scores of the re-ranked classes (None without re-ranking), the clips'
+    record positions and the unreadable clips."""
     stream = AudioStream(model, records, options.batch_size, options.workers, options.progress, "classify")
     if options.method == "generative":
         if getattr(model.config, "llm", None) is None:
@@ -238,12 +262,9 @@ def _scores(
         return scores.numpy(), None, indices, stream.skipped
     classes = class_embeddings(model, labels, options.templates, options.text_batch_size)
     if options.rerank:
-        prompts = [
-            [template.replace(LABEL_SLOT, label_text(label)) for template in options.templates]
-            for label in labels
-        ]
-        similarity, atm, indices = atc_and_atm_scores(stream, classes, prompts, options.rerank)
-        return similarity, atm, indices, stream.skipped
+        prompts = prompt_texts(labels, options.templates)
+        similarity, reranking, indices = atc_and_atm_scores(stream, classes, prompts, options.rerank)
+        return similarity, reranking, indices, stream.skipped
     audio = embed_audio(stream)
     return audio_text_similarity(audio.embeddings, classes).numpy(), None, audio.indices, audio.skipped
 
@@ -322,7 +343,7 @@ def run_classification(
     if not records:
         raise DataError(f"{manifest}: no selected clip has a label among the {len(labels)} classes")
     model = load_model(model_dir, resolve_device(options.device))
-    scores, atm, indices, unreadable = _scores(model, records, labels, options)
+    scores, reranking, indices, unreadable = _scores(model, records, labels, options)
     targets = [targets[index] for index in indices]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -334,11 +355,9 @@ def run_classification(
         else _single_label_metrics(targets, scores, labels, out)
     )
     reranked = None
-    if atm is not None:
+    if reranking is not None:
         weight, source = rerank_weight(model, options.atm_weight)
-        # The re-ranked columns are those with an ATM score; `rerank_rows` puts them above the others.
-        top = np.argsort(np.isnan(atm), axis=1, kind="stable")[:, : options.rerank]
-        reranked_scores = rerank_rows(scores, top, atm, weight)
+        reranked_scores = rerank_rows(scores, reranking.top, reranking.log_odds, weight)
         reranked = {
             "k": options.rerank,
             "weight": weight,
