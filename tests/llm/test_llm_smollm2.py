@@ -75,6 +75,37 @@ def test_batched_generation_and_scores_equal_one_row_at_a_time(smollm2, single_t
             )
 
 
+def test_the_system_turn_run_once_for_the_batch_gives_every_row_its_full_loss_and_gradient(
+    smollm2, single_thread
+):
+    """Stage-2 training runs the chat template's system turn (the same ids in every right-padded row) once
+    and repeats its key/value cache for the batch. Same loss and soft-prompt gradient as running every row
+    in full: the arithmetic is the same but for the row count of the prefix's matrix products (blocking
+    may reorder sums, ~1e-7 relative per op in fp32). A wrong position, mask or cache row would move the
+    loss by ~1e-1."""
+    prompt = _soft_prompt(smollm2, len(INSTRUCTIONS), seed=7)
+    responses = ["a dog barks twice and then a car passes by", "seven", "yes"]
+    batch = smollm2.build_batch(prompt, INSTRUCTIONS, responses)
+    assert batch.shared_prefix == len(smollm2._prompt_rows(INSTRUCTIONS)[0].before) > 0
+    # Left-padded rows start at different columns: nothing is shared.
+    assert smollm2.build_batch(prompt, INSTRUCTIONS, padding_side="left").shared_prefix == 0
+    losses, gradients = [], []
+    try:
+        for share in (False, True):
+            smollm2.share_prompt_prefix = share
+            leaf = prompt.clone().requires_grad_()
+            loss = smollm2(leaf, INSTRUCTIONS, responses).loss
+            loss.backward()
+            losses.append(loss.detach())
+            gradients.append(leaf.grad)
+    finally:
+        smollm2.share_prompt_prefix = True
+    torch.testing.assert_close(losses[1], losses[0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        gradients[1], gradients[0], rtol=1e-4, atol=1e-4 * float(gradients[0].abs().max())
+    )
+
+
 def test_eager_attention_gives_the_loss_and_soft_prompt_gradient_of_sdpa(single_thread):
     """`llm.attn_implementation=eager` (the faster kernel on CPU) changes the arithmetic's order only: same
     loss and same gradient to the soft prompt as SDPA on a right-padded batch of unequal rows. fp32: each

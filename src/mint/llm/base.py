@@ -37,12 +37,15 @@ class LMBatch:
     LLM they are aligned with the input positions ([B, L], the logit at t predicts the label at t + 1);
     for an encoder-decoder LLM they are the decoder targets [B, T]. Every position that is not a response
     or end-of-sequence token is `IGNORE_INDEX`. `position_ids` [B, L] count real positions only (decoder-
-    only; None for encoder-decoder)."""
+    only; None for encoder-decoder). `shared_prefix`: how many leading columns hold the same text tokens
+    in every row (a chat template's system turn, right padding), which the LLM may run once for all rows.
+    """
 
     inputs_embeds: Tensor
     attention_mask: Tensor
     labels: Tensor | None
     position_ids: Tensor | None = None
+    shared_prefix: int = 0
 
 
 @dataclass
