@@ -15,9 +15,11 @@ from sklearn.metrics import average_precision_score, f1_score
 
 from mint.cli.main import main
 from mint.config import load_config
+from mint.data.pairs import label_text
 from mint.data.synth import SynthSpec, generate_corpus, single_event_spec
 from mint.errors import ConfigError
-from mint.evaluation.classify import DEFAULT_TEMPLATES, ClassifyOptions, label_text, run_classification
+from mint.evaluation.classify import ClassifyOptions, run_classification
+from mint.inference.embedding import DEFAULT_TEMPLATES
 from mint.modeling import MintModel
 from mint.training.config import PretrainConfig
 from mint_testing import ESC10, jitter_trainable_, read_jsonl, require_shared, tiny_pretrain_overrides

@@ -17,7 +17,6 @@ import torch
 
 from mint.data.instructions import TEMPLATES
 from mint.errors import ConfigError, DataError
-from mint.evaluation.embed import AudioStream, SkippedClip, load_model, resolve_device, select_records
 from mint.evaluation.metrics import CAPTION_METRICS, compute_caption_metrics
 from mint.evaluation.metrics.spice import check_spice_jar
 from mint.evaluation.report import (
@@ -30,6 +29,8 @@ from mint.evaluation.report import (
     write_jsonl,
     write_report,
 )
+from mint.evaluation.selection import select_records
+from mint.inference.embedding import AudioStream, SkippedClip, load_model, resolve_device
 
 # The fixed evaluation instruction: the first caption template of stage-2 training.
 DEFAULT_INSTRUCTION = TEMPLATES["caption"][0]

@@ -32,21 +32,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from mint.data.instructions import TEMPLATES
 from mint.data.manifest import ManifestRecord
 from mint.data.pairs import LABEL_SLOT, label_text
 from mint.errors import ConfigError, DataError
-from mint.evaluation.embed import (
-    AudioStream,
-    SkippedClip,
-    embed_audio,
-    embed_texts,
-    load_model,
-    resolve_device,
-    select_records,
-)
 from mint.evaluation.metrics import classification_metrics, mean_average_precision
 from mint.evaluation.plots import plot_confusion_matrix
 from mint.evaluation.report import (
@@ -60,21 +50,23 @@ from mint.evaluation.report import (
     write_report,
 )
 from mint.evaluation.retrieve import rerank_rows, rerank_weight
+from mint.evaluation.selection import select_records
+from mint.inference.embedding import (
+    DEFAULT_TEMPLATES,
+    AudioStream,
+    SkippedClip,
+    class_embeddings,
+    embed_audio,
+    load_model,
+    prompt_texts,
+    resolve_device,
+)
 from mint.modeling import MintModel
 from mint.modeling.outputs import AudioFeatures
 from mint.objectives.contrastive import audio_text_similarity
 from mint.objectives.matching import match_log_odds
 
 METHODS = ("atc", "generative")
-DEFAULT_TEMPLATES = (
-    "the sound of a {label}",
-    "a recording of {label}",
-    "a sound of {label}",
-    "an audio clip of {label}",
-    "this is the sound of {label}",
-    "{label} can be heard",
-    "a {label} sound",
-)
 # The fixed evaluation instruction: the first classify template of stage-2 training.
 DEFAULT_INSTRUCTION = TEMPLATES["classify"][0]
 CONFUSION_PNG = "confusion_matrix.png"
@@ -144,23 +136,6 @@ class ClassifyOptions:
             raise ConfigError(f"atm_weight: expected a finite number >= 0, got {self.atm_weight}")
         if not self.templates or any(LABEL_SLOT not in template for template in self.templates):
             raise ConfigError(f"templates: expected a non-empty list, each containing {LABEL_SLOT}")
-
-
-def prompt_texts(labels: list[str], templates: list[str]) -> list[str]:
-    """Every label written into every template, label by label: C x T texts (repeats kept, so that they
-    reshape to [C, T])."""
-    return [template.replace(LABEL_SLOT, label_text(label)) for label in labels for template in templates]
-
-
-@torch.no_grad()
-def class_embeddings(
-    model: MintModel, labels: list[str], templates: list[str], batch_size: int = 64
-) -> torch.Tensor:
-    """[C, E]: per label, the re-normalised mean of its templates' normalised text embeddings."""
-    embeddings = embed_texts(model, prompt_texts(labels, templates), batch_size).view(
-        len(labels), len(templates), -1
-    )
-    return F.normalize(embeddings.mean(dim=1), dim=-1)
 
 
 @torch.no_grad()

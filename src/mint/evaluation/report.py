@@ -11,13 +11,14 @@ import json
 import os
 from collections import Counter
 from collections.abc import Sequence
-from importlib import metadata
 from pathlib import Path
 
 import torch
 
+import mint
 from mint.errors import CheckpointError
-from mint.evaluation.embed import Selection, SkippedClip
+from mint.evaluation.selection import Selection
+from mint.inference.embedding import SkippedClip
 from mint.modeling import MintModel
 from mint.storage import DIGESTS_NAME, atomic_write_text, sha256_file
 
@@ -58,11 +59,7 @@ def data_identity(manifest: str | os.PathLike, selection: Selection, evaluated: 
 
 
 def software_versions() -> dict:
-    try:
-        mint_version = metadata.version("mint-audio")
-    except metadata.PackageNotFoundError:
-        mint_version = None
-    return {"mint": mint_version, "torch": torch.__version__}
+    return {"mint": mint.__version__, "torch": torch.__version__}
 
 
 def skipped_report(skipped: Sequence[SkippedClip]) -> dict:

@@ -45,16 +45,6 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from mint.errors import ConfigError, DataError
-from mint.evaluation.embed import (
-    AudioBatch,
-    AudioStream,
-    Selection,
-    SkippedClip,
-    embed_texts,
-    load_model,
-    resolve_device,
-    select_records,
-)
 from mint.evaluation.metrics import retrieval_metrics
 from mint.evaluation.metrics.retrieval import ranked_relevance
 from mint.evaluation.plots import plot_recall_curves
@@ -67,6 +57,15 @@ from mint.evaluation.report import (
     software_versions,
     write_jsonl,
     write_report,
+)
+from mint.evaluation.selection import Selection, select_records
+from mint.inference.embedding import (
+    AudioBatch,
+    AudioStream,
+    SkippedClip,
+    embed_texts,
+    load_model,
+    resolve_device,
 )
 from mint.modeling import MintModel
 from mint.modeling.outputs import AudioFeatures

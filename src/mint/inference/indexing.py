@@ -7,7 +7,7 @@
 * files that cannot be read or decoded are skipped and reported (a stale row of theirs is deleted).
 
 Embedding is committed batch by batch, so an interrupted build keeps what it finished. Audio is decoded
-on worker threads, a bounded number of clips ahead (`mint.evaluation.embed.AudioStream`).
+on worker threads, a bounded number of clips ahead (`mint.inference.embedding.AudioStream`).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import torch
 
 from mint.data.manifest import ManifestRecord
 from mint.errors import ConfigError, DataError
-from mint.evaluation.embed import AudioStream
+from mint.inference.embedding import AudioStream
 from mint.inference.index import INDEX_FORMAT, SCHEMA, connect, read_info
 from mint.modeling import MintModel
 

@@ -26,9 +26,16 @@ import torch
 
 from mint.audio.frontend import pad_batch
 from mint.data.instructions import evaluation_instruction
+from mint.data.pairs import label_text
 from mint.errors import ConfigError
-from mint.evaluation.classify import DEFAULT_TEMPLATES, class_embeddings, label_text
-from mint.evaluation.embed import embed_texts, eval_frontend, load_model, resolve_device
+from mint.inference.embedding import (
+    DEFAULT_TEMPLATES,
+    class_embeddings,
+    embed_texts,
+    eval_frontend,
+    load_model,
+    resolve_device,
+)
 from mint.inference.index import AudioIndex, model_fingerprint
 from mint.inference.inputs import AudioInput, as_batch, chunks, load_clip
 from mint.inference.search import SearchHit, search_index
@@ -109,6 +116,11 @@ class MintPipeline:
         if self._fingerprint is None:
             self._fingerprint = model_fingerprint(self.model)
         return self._fingerprint
+
+    @property
+    def rerank_weight(self) -> float:
+        """w of the re-ranking score ATC similarity + w x ATM log-odds (the model's calibrated weight)."""
+        return self.model.rerank_weight
 
     # ----- audio ---------------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -29,12 +29,32 @@ from mint.inference.index import AudioIndex, IndexEntry
 from mint.inference.inputs import AudioInput
 from mint.objectives.matching import rerank_score
 
-if TYPE_CHECKING:
-    from mint.inference.pipeline import MintPipeline
-
 logger = logging.getLogger(__name__)
 
 SCAN_ROWS = 2048
+
+
+class Embedder(Protocol):
+    """What search needs of a model (`MintPipeline` is one): embeddings of a text or a clip in the index's
+    space, the matching score of clips with a text, and the identity the index was built for."""
+
+    batch_size: int  # clips encoded together for matching
+
+    @property
+    def fingerprint(self) -> str: ...  # the model's identity, checked against the index's
+
+    @property
+    def rerank_weight(self) -> float: ...  # w of ATC similarity + w x ATM log-odds
+
+    def load_audio(self, audio: AudioInput) -> list[np.ndarray]: ...  # as the model's front end reads it
+
+    def encode(self, waveforms: list[np.ndarray]) -> Any: ...  # clips -> the model's audio features
+
+    def match_scores(self, audio: Any, text: str) -> np.ndarray: ...  # ATM log-odds per clip
+
+    def embed_text(self, texts: str) -> np.ndarray: ...
+
+    def embed_audio(self, clips: AudioInput, sample_rate: int | None = None) -> np.ndarray: ...
 
 
 @dataclass
@@ -96,26 +116,26 @@ def ranked(ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
 
 
 def _match_candidates(
-    pipeline: MintPipeline, index: AudioIndex, entries: list[IndexEntry], text: str
+    embedder: Embedder, index: AudioIndex, entries: list[IndexEntry], text: str
 ) -> dict[int, float]:
     """ATM log-odds of each readable candidate's audio with `text`, by id."""
     readable: list[tuple[IndexEntry, np.ndarray]] = []
     for entry in entries:
         try:
-            readable.append((entry, pipeline.frontend.load(index.audio_path(entry))))
+            readable.append((entry, embedder.load_audio(index.audio_path(entry))[0]))
         except (MintError, OSError) as error:
             logger.warning("search: leaving out %s, whose audio cannot be read now: %s", entry.path, error)
     scores: dict[int, float] = {}
-    for start in range(0, len(readable), pipeline.batch_size):
-        part = readable[start : start + pipeline.batch_size]
-        audio = pipeline.encode([waveform for _, waveform in part])
-        for (entry, _), value in zip(part, pipeline.match_scores(audio, text), strict=True):
+    for start in range(0, len(readable), embedder.batch_size):
+        part = readable[start : start + embedder.batch_size]
+        audio = embedder.encode([waveform for _, waveform in part])
+        for (entry, _), value in zip(part, embedder.match_scores(audio, text), strict=True):
             scores[entry.id] = float(value)
     return scores
 
 
 def search_index(
-    pipeline: MintPipeline,
+    embedder: Embedder,
     index: AudioIndex,
     query: str | AudioInput,
     k: int = 10,
@@ -126,17 +146,17 @@ def search_index(
     (0: ATC alone). See the module docstring."""
     if k < 1 or rerank < 0:
         raise ConfigError(f"k and rerank: expected k >= 1 and rerank >= 0, got k={k}, rerank={rerank}")
-    index.check_model(pipeline.fingerprint)
+    index.check_model(embedder.fingerprint)
     is_text = isinstance(query, str)
     if is_text:
         if not query.strip():
             raise ConfigError("query: expected a non-empty text")
-        text = pipeline.embed_text(query)[0]
+        text = embedder.embed_text(query)[0]
         ids, scores = scan_scores(index, lambda chunk: text_similarity(chunk, text))
     else:
         if isinstance(query, list):
             raise ConfigError("query: expected one example clip, got a list")
-        example = pipeline.embed_audio(query, sample_rate=sample_rate)[0]
+        example = embedder.embed_audio(query, sample_rate=sample_rate)[0]
         ids, scores = scan_scores(index, lambda chunk: audio_similarity(chunk, example))
         rerank = 0
     order = ranked(ids, scores)
@@ -145,8 +165,8 @@ def search_index(
     entries = index.entries(ids[wanted].tolist())
     similarity = dict(zip(ids[wanted].tolist(), scores[wanted].tolist(), strict=True))
     candidates = [entries[int(value)] for value in ids[order[:rerank]] if int(value) in entries]
-    matches = _match_candidates(pipeline, index, candidates, query) if rerank else {}
-    weight = pipeline.model.rerank_weight
+    matches = _match_candidates(embedder, index, candidates, query) if rerank else {}
+    weight = embedder.rerank_weight
     scores = {clip: float(rerank_score(similarity[clip], match, weight)) for clip, match in matches.items()}
     first = sorted(scores, key=lambda clip: (-scores[clip], -similarity[clip], clip))
     rest = [int(value) for value in ids[order[rerank : rerank + k]] if int(value) in entries]

@@ -1,4 +1,5 @@
-"""Streaming a manifest's audio through a model, batch by batch, for the evaluation runners.
+"""A saved model's embeddings, shared by inference and the evaluation runners: loading it, streaming clips'
+audio through it batch by batch, and embedding texts (captions, class prompts).
 
 Audio is decoded through the front end with the deterministic (evaluation) crop, a bounded number of
 clips ahead of the model, so memory holds a few batches of waveforms and never the whole set. A clip
@@ -10,21 +11,34 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tqdm import tqdm
 
 from mint.audio.frontend import AudioFrontend, FrontendConfig, pad_batch
-from mint.data.manifest import ManifestRecord, iter_manifest
+from mint.data.manifest import ManifestRecord
+from mint.data.pairs import LABEL_SLOT, label_text
 from mint.errors import ConfigError, DataError, MintError
 from mint.modeling import MintModel
 from mint.modeling.outputs import AudioFeatures
 
 UNREADABLE_AUDIO = "unreadable audio"
+# Zero-shot classification's prompts: each label is written into each template, and a class is the mean
+# of its prompts' text embeddings.
+DEFAULT_TEMPLATES = (
+    "the sound of a {label}",
+    "a recording of {label}",
+    "a sound of {label}",
+    "an audio clip of {label}",
+    "this is the sound of {label}",
+    "{label} can be heard",
+    "a {label} sound",
+)
 
 
 @dataclass
@@ -35,34 +49,6 @@ class SkippedClip:
     audio: str
     reason: str
     detail: str = ""
-
-
-@dataclass
-class Selection:
-    """The records an evaluation runs on, and how many the manifest held before filtering."""
-
-    records: list[ManifestRecord]
-    total_in_manifest: int
-
-
-def select_records(
-    manifest: str | os.PathLike, folds: Collection[int] | None = None, limit: int | None = None
-) -> Selection:
-    """Records of `manifest` in file order, only those of `folds` (when given), the first `limit` of them."""
-    if limit is not None and limit < 1:
-        raise ConfigError(f"limit: expected a positive number of clips, got {limit}")
-    records: list[ManifestRecord] = []
-    total = 0
-    for record in iter_manifest(manifest):
-        total += 1
-        if folds is not None and record.fold not in folds:
-            continue
-        if limit is None or len(records) < limit:
-            records.append(record)
-    if not records:
-        detail = f" in folds {sorted(folds)}" if folds is not None else ""
-        raise DataError(f"{manifest}: no records to evaluate{detail}")
-    return Selection(records, total)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -202,6 +188,23 @@ def embed_texts(model: MintModel, texts: Sequence[str], batch_size: int = 64) ->
     if not chunks:
         raise DataError("no texts to embed")
     return torch.cat(chunks)
+
+
+def prompt_texts(labels: list[str], templates: list[str]) -> list[str]:
+    """Every label written into every template, label by label: C x T texts (repeats kept, so that they
+    reshape to [C, T])."""
+    return [template.replace(LABEL_SLOT, label_text(label)) for label in labels for template in templates]
+
+
+@torch.no_grad()
+def class_embeddings(
+    model: MintModel, labels: list[str], templates: list[str], batch_size: int = 64
+) -> torch.Tensor:
+    """[C, E]: per label, the re-normalised mean of its templates' normalised text embeddings."""
+    embeddings = embed_texts(model, prompt_texts(labels, templates), batch_size).view(
+        len(labels), len(templates), -1
+    )
+    return F.normalize(embeddings.mean(dim=1), dim=-1)
 
 
 def load_model(model_dir: str | os.PathLike, device: torch.device) -> MintModel:
