@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import WEIGHT_FREE_TINY, Comparison
+from common import WEIGHT_FREE_TINY, Comparison, stage1_batch
 
 CAPTIONS = (
     "a loud siren wails for a long time then a soft bell rings",
@@ -80,24 +80,8 @@ def _models(overrides: list[str]):
 
 
 def _batch(model, batch: int, frames: int, seed: int):
-    from mint.modeling.outputs import Stage1Batch
-    from mint.objectives import ContentKeys, caption_key
-
-    generator = torch.Generator().manual_seed(seed)
-    captions = [f"{CAPTIONS[row % len(CAPTIONS)]} {row}" for row in range(batch)]
-    ids, mask = model.tokenize(captions)
-    keys = ContentKeys.from_rows(
-        [caption_key(text) for text in captions],
-        [[caption_key(text)] for text in captions],
-        [[row] for row in range(batch)],
-    )
-    return Stage1Batch(
-        input_ids=ids,
-        attention_mask=mask,
-        keys=keys,
-        generator=torch.Generator().manual_seed(seed),
-        features=torch.randn(batch, frames, model.encoder.hidden_size, generator=generator),
-        feature_mask=torch.ones(batch, frames, dtype=torch.bool),
+    return stage1_batch(
+        model, [f"{CAPTIONS[row % len(CAPTIONS)]} {row}" for row in range(batch)], frames, seed
     )
 
 

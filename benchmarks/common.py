@@ -49,6 +49,31 @@ class Comparison:
         return "met" if self.ratio >= self.target else "NOT met"
 
 
+def stage1_batch(model, captions: list[str], frames: int, seed: int):
+    """A stage-1 step's input for `model`: the captions tokenised (each its own content), random stand-in
+    encoder features of `frames` frames, and a hard-negative generator seeded with `seed`."""
+    import torch
+
+    from mint.modeling.outputs import Stage1Batch
+    from mint.objectives import ContentKeys, caption_key
+
+    generator = torch.Generator().manual_seed(seed)
+    ids, mask = model.tokenize(captions)
+    keys = ContentKeys.from_rows(
+        [caption_key(text) for text in captions],
+        [[caption_key(text)] for text in captions],
+        [[row] for row in range(len(captions))],
+    )
+    return Stage1Batch(
+        input_ids=ids,
+        attention_mask=mask,
+        keys=keys,
+        generator=torch.Generator().manual_seed(seed),
+        features=torch.randn(len(captions), frames, model.encoder.hidden_size, generator=generator),
+        feature_mask=torch.ones(len(captions), frames, dtype=torch.bool),
+    )
+
+
 def median_seconds(function: Callable[[], object], repeats: int, warmup: int = 1) -> float:
     """Median wall time of `function` over `repeats` calls, after `warmup` untimed calls."""
     for _ in range(warmup):

@@ -27,6 +27,7 @@ COMPARISONS = (
     "determinism",
     "atg_cache",
     "stage2_llm",
+    "stage1_speed",
     "attention",
     "retrieval",
     "cider",

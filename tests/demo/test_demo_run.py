@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import json
 
+import yaml
+
 from mint.cli.main import main
 
 # The fast path: the weight-free mel front end, a small Bridge-Net from scratch and the stand-in LLM.
@@ -39,6 +41,7 @@ def test_demo_path_end_to_end_on_a_small_corpus(tmp_path, capsys):
             "stage1.max_steps=3",
             "stage1.batch_size=8",
             "stage1.progress_bar=false",
+            "negatives.temperature=0.3",
             "stage2.max_steps=3",
             "stage2.batch_size=8",
             "stage2.progress_bar=false",
@@ -72,6 +75,9 @@ def test_demo_path_end_to_end_on_a_small_corpus(tmp_path, capsys):
     for row in headline.values():
         assert row["reference_is"] and row["value"] == row["value"]  # present and not NaN
     assert report["llm"].startswith("stand-in")
+    # Stage 1 drew its ATM negatives as the demo config said.
+    stage1_config = yaml.safe_load((out / "stage1" / "config.yaml").read_text())
+    assert stage1_config["negatives"] == {"temperature": 0.3, "uniform_share": 0.25}
     # Spoken words: held-out voices, one word question per clip, chance is one word of the vocabulary.
     spoken = headline["spoken_word_accuracy"]
     assert spoken["reference"] < 1 / 300 and report["results"]["spoken_words"]["questions"] == 4

@@ -142,6 +142,7 @@ def run_demo(config: DemoConfig, progress: bool = True) -> dict:
             source="manifest", manifest=str(manifests["train"]), feature_cache=cache, use_feature_cache=True
         ),
         trainer=config.stage1,
+        negatives=config.negatives,
     )
     run_feature_caching(stage1, progress=progress)
     timed("feature cache", start)
