@@ -92,7 +92,7 @@ def _stage2_trainer() -> TrainerConfig:
     # Each step runs the frozen SmolLM2 forward and backward over ~60 real tokens per item, its system turn
     # once per batch (bf16, batch 16, eager attention: ~1.0 s on 2 idle cores): the step count is what the
     # 20-minute budget leaves after stage 1's 800 steps. On seed 0's stage-1 model: 600 steps gave held-out
-    # QA 0.514, CIDEr-D 1.77x random captions, generative classification 0.873 in 10.7 min; 450 steps
+    # QA 0.514, CIDEr-D 1.77x random captions, generative classification 0.873 in 10.5 min; 450 steps
     # 0.467, 1.03x, 0.686 in 8.0 min; batch 12 x 600 steps 0.462, 1.16x, 0.777. The learning rate, on one
     # stage-1 model (seed 0), 600 steps: at 1e-3 held-out QA 0.400 (below the majority answer's 0.426),
     # rank classification 0.245, CIDEr-D 0.61x random captions; at 5e-4 QA 0.497, rank classification

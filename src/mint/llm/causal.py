@@ -120,63 +120,59 @@ class CausalAdapter(LLMAdapter):
             for row, (prompt, answer, start) in enumerate(zip(prompts, answers, starts, strict=True)):
                 begin = start + len(prompt.before) + queries + len(prompt.after)
                 labels[row, begin : begin + len(answer)] = torch.tensor(answer, dtype=torch.long)
-        befores = {tuple(prompt.before) for prompt in prompts}
-        shared = len(prompts[0].before) if len(befores) == 1 and not any(starts) else 0
+        # Right padding starts every row at column 0, so text all rows open with is a shared prefix.
+        shared_before = all(prompt.before == prompts[0].before for prompt in prompts) and not any(starts)
         return LMBatch(
             inputs_embeds=self._embed(ids, soft_slots, soft_prompt),
             attention_mask=mask,
             labels=labels,
             position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
-            shared_prefix=shared,
+            shared_prefix=len(prompts[0].before) if shared_before else 0,
         )
 
+    def _positions(self, position_ids: Tensor) -> dict[str, Tensor]:
+        """`position_ids` as a keyword argument, for the architectures that take them."""
+        return {"position_ids": position_ids} if self._takes_position_ids else {}
+
     def _predict(self, batch: LMBatch) -> TargetLogits:
-        extra = {"position_ids": batch.position_ids} if self._takes_position_ids else {}
         inputs = {
             "inputs_embeds": batch.inputs_embeds,
             "attention_mask": batch.attention_mask,
             "use_cache": False,
+            **self._positions(batch.position_ids),
         }
         # The logit at position t predicts the label at t + 1.
         targets = batch.labels[:, 1:]
         predicting = torch.zeros_like(batch.labels, dtype=torch.bool)
         predicting[:, :-1] = targets != IGNORE_INDEX
         if not self.head_at_targets:
-            logits = self.model(**inputs, **extra).logits
-            return TargetLogits(logits[predicting], targets)
+            return TargetLogits(self.model(**inputs).logits[predicting], targets)
         prefix = batch.shared_prefix if self.share_prompt_prefix else 0
         if prefix:
             hidden = self._hidden_after_prefix(batch, prefix)
             predicting = predicting[:, prefix:]
         else:
-            hidden = self.model.base_model(**inputs, **extra).last_hidden_state
+            hidden = self.model.base_model(**inputs).last_hidden_state
         return TargetLogits(self.model.get_output_embeddings()(hidden[predicting]), targets)
 
     def _hidden_after_prefix(self, batch: LMBatch, prefix: int) -> Tensor:
         """Last hidden states [B, L - prefix, D] of the columns after a prefix every row shares: the prefix
         runs once, for row 0, and its key/value cache is repeated for the batch. With SmolLM2's chat
         template the system turn is ~40 % of a stage-2 row, computed 16 times over otherwise."""
-
-        def positions(rows: slice, columns: slice) -> dict[str, Tensor]:
-            if not self._takes_position_ids:
-                return {}
-            return {"position_ids": batch.position_ids[rows, columns]}
-
-        head, tail = slice(0, prefix), slice(prefix, None)
         shared = self.model.base_model(
-            inputs_embeds=batch.inputs_embeds[:1, head],
-            attention_mask=batch.attention_mask[:1, head],
+            inputs_embeds=batch.inputs_embeds[:1, :prefix],
+            attention_mask=batch.attention_mask[:1, :prefix],
             use_cache=True,
-            **positions(slice(0, 1), head),
+            **self._positions(batch.position_ids[:1, :prefix]),
         )
         cache = getattr(shared, self._cache_field)
         cache.batch_repeat_interleave(batch.inputs_embeds.shape[0])
         return self.model.base_model(
-            inputs_embeds=batch.inputs_embeds[:, tail],
+            inputs_embeds=batch.inputs_embeds[:, prefix:],
             attention_mask=batch.attention_mask,
             use_cache=True,
             **{self._cache_field: cache},
-            **positions(slice(None), tail),
+            **self._positions(batch.position_ids[:, prefix:]),
         ).last_hidden_state
 
     def _candidate_logprobs(
@@ -190,9 +186,11 @@ class CausalAdapter(LLMAdapter):
         width = len(candidates[0])
         # Left padding: every prompt ends at the last column, where its first candidate token is predicted.
         prompt = self.build_batch(soft_prompt, instructions, padding_side="left")
-        extra = {"position_ids": prompt.position_ids} if self._takes_position_ids else {}
         encoded = self.model.base_model(
-            inputs_embeds=prompt.inputs_embeds, attention_mask=prompt.attention_mask, use_cache=True, **extra
+            inputs_embeds=prompt.inputs_embeds,
+            attention_mask=prompt.attention_mask,
+            use_cache=True,
+            **self._positions(prompt.position_ids),
         )
         cache = getattr(encoded, self._cache_field)
         cache.batch_repeat_interleave(width)
@@ -208,15 +206,13 @@ class CausalAdapter(LLMAdapter):
             targets[row, : len(answer)] = torch.tensor(answer, dtype=torch.long)
         ids, targets, fed_mask = ids.to(self.device), targets.to(self.device), fed_mask.to(self.device)
         prompt_mask = prompt.attention_mask.repeat_interleave(width, dim=0)
-        if self._takes_position_ids:
-            start = prompt_mask.sum(-1, keepdim=True)
-            extra = {"position_ids": start + torch.arange(fed, device=self.device)}
+        fed_positions = prompt_mask.sum(-1, keepdim=True) + torch.arange(fed, device=self.device)
         continued = self.model.base_model(
             input_ids=ids,
             attention_mask=torch.cat([prompt_mask, fed_mask], dim=1),
             use_cache=True,
             **{self._cache_field: cache},
-            **extra,
+            **self._positions(fed_positions),
         ).last_hidden_state
         hidden = torch.cat(
             [encoded.last_hidden_state[:, -1:].repeat_interleave(width, dim=0), continued], dim=1
