@@ -17,6 +17,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from mint.distributed import end_process
+
 SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 ESC10 = SHARED_DATA / "esc10"
 AUDIOCAPS_CAPTIONS = SHARED_DATA / "audiocaps-captions"
@@ -157,8 +159,10 @@ def _gloo_worker(rank: int, work: Callable[[int], Any], world: int, init_file: s
     )
     try:
         torch.save(work(rank), Path(out_dir) / f"rank{rank}.pt")
-    finally:
+    except BaseException:
         dist.destroy_process_group()
+        raise
+    end_process(0)
 
 
 def cpu_launch_env() -> dict[str, str]:

@@ -72,3 +72,4 @@ def _losses_see_no_group():
 
 if __name__ == "__main__":
     main(sys.argv[1], sys.argv[2], sys.argv[3:])
+    distributed.end_process(0)

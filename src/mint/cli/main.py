@@ -12,6 +12,7 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from mint.errors import MintError
 
@@ -42,13 +43,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MintError as error:
         print(f"mint {args.command}: error: {error_message(error)}", file=sys.stderr)
         return 2
-    finally:
-        # A command that never imported torch.distributed has no process group to close (and `mint weights
-        # list` should not pay for importing torch).
-        if "torch.distributed" in sys.modules:
-            from mint.distributed import shutdown
-
-            shutdown()
 
 
 def error_message(error: MintError) -> str:
@@ -64,5 +58,21 @@ def error_message(error: MintError) -> str:
     return text
 
 
+def run() -> NoReturn:
+    """The `mint` executable and `python -m mint.cli.main`: `main`, then exit with its status.
+
+    A rank of a multi-process run closes its process group and ends without interpreter finalisation
+    (`mint.distributed.end_process` says why).
+    """
+    code = main()
+    # A command that never imported torch.distributed has no process group (and `mint weights list`
+    # should not pay for importing torch).
+    if "torch.distributed" in sys.modules:
+        from mint.distributed import end_process
+
+        end_process(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
