@@ -33,6 +33,7 @@ COMPARISONS = (
     "cider",
     "generation",
     "whisper_window",
+    "serving",
 )
 TRAINING = "training"
 

@@ -48,7 +48,8 @@ def test_health_describes_model_index_and_queue(client):
     body = client.get("/health").json()
     assert body["status"] == "ok" and body["model"]["stage"] == 2 and body["model"]["llm"] == "random:t5"
     assert body["index"] == {"clips": 4}
-    assert body["queue"] == {"admitted": 0, "capacity": 2}
+    # One batch of up to 8 requests running or waiting for the model, and one more request queued.
+    assert body["queue"] == {"admitted": 0, "capacity": 9}
 
 
 def test_caption_ask_and_embed_equal_the_pipeline(client, pipeline, samples):
@@ -161,12 +162,14 @@ def _wait_for(condition, seconds: float = 10.0) -> None:
 
 def test_a_full_queue_answers_503_and_a_slow_call_504(pipeline, samples):
     wav = _encoded(samples, 16000, "WAV")
-    limits = ServeLimits(max_upload_mb=0.25, max_audio_seconds=2.0, concurrency=1, queue=1, timeout_s=20.0)
+    limits = ServeLimits(
+        max_upload_mb=0.25, max_audio_seconds=2.0, concurrency=1, max_batch=1, queue=1, timeout_s=20.0
+    )
     app = create_app(pipeline, None, limits)
     gate = app.state.gate
     with TestClient(app) as client:
-        # Hold the model as a long call would: admitted requests now wait for it.
-        gate.slots.acquire()
+        # Hold the model as a long call would (on the app's event loop): admitted requests now wait for it.
+        client.portal.call(gate.slots.acquire)
         answers: list[int] = []
         waiting = [
             threading.Thread(
@@ -180,19 +183,18 @@ def test_a_full_queue_answers_503_and_a_slow_call_504(pipeline, samples):
         response = client.post("/embed", files=_file(wav))
         assert response.status_code == 503 and response.headers["retry-after"] == "1"
         assert "busy" in response.json()["detail"]
-        gate.slots.release()
+        client.portal.call(gate.slots.release)
         for thread in waiting:
             thread.join(timeout=20)
         assert answers == [200, 200]
         _wait_for(lambda: gate.admitted == 0)
 
         gate.timeout_s = 0.3
-        gate.slots.acquire()
+        client.portal.call(gate.slots.acquire)
         response = client.post("/embed", files=_file(wav))
         assert response.status_code == 504 and "did not answer within 0.3 s" in response.json()["detail"]
-        assert gate.admitted == 1  # the dropped call keeps its place until the model is free again
-        gate.slots.release()
-        _wait_for(lambda: gate.admitted == 0)
+        assert gate.admitted == 0  # a request dropped before its model call leaves at once
+        client.portal.call(gate.slots.release)
         gate.timeout_s = 20.0
         assert client.post("/embed", files=_file(wav)).status_code == 200
 
@@ -221,3 +223,71 @@ def test_page_static_files_and_api_docs_are_served(client):
     assert client.get("/docs").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/caption", "/ask", "/classify", "/embed", "/search", "/health"} <= set(paths)
+
+
+def _concurrently(client: TestClient, gate, requests: list[dict]) -> list:
+    """Send `requests` (keyword arguments of client.post) at once while the model is held, so that they all
+    wait together; then free the model and return the responses in order."""
+    responses: list = [None] * len(requests)
+
+    def send(position: int) -> None:
+        responses[position] = client.post(**requests[position])
+
+    client.portal.call(gate.slots.acquire)
+    threads = [threading.Thread(target=send, args=(position,)) for position in range(len(requests))]
+    for thread in threads:
+        thread.start()
+    _wait_for(lambda: gate.admitted == len(requests))
+    client.portal.call(gate.slots.release)
+    for thread in threads:
+        thread.join(timeout=60)
+    return responses
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "method", "fields"),
+    [
+        ("/caption", "caption", {"max_new_tokens": "5"}),
+        ("/ask", "ask", {"question": "what is making the sound?", "max_new_tokens": "5"}),
+        ("/classify", "classify", {"labels": "dog, rain, siren"}),
+        ("/embed", "embed_audio", {}),
+    ],
+)
+def test_concurrent_requests_share_one_model_call_and_get_the_answers_they_get_alone(
+    pipeline, audio_dir, monkeypatch, endpoint, method, fields
+):
+    clips = [path.read_bytes() for path in sorted(audio_dir.glob("*.wav"))]
+    uploads = [*clips, b"RIFF but not audio"]  # the bad upload fails alone, inside the batch
+    batch_sizes: list[int] = []
+    original = getattr(pipeline, method)
+
+    def counted(audio, *args, **kwargs):
+        batch_sizes.append(len(audio))
+        return original(audio, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, method, counted)
+    limits = ServeLimits(max_upload_mb=0.25, max_audio_seconds=2.0, max_batch=8, queue=0, timeout_s=60.0)
+    app = create_app(pipeline, None, limits)
+    requests = [{"url": endpoint, "files": _file(data), "data": fields} for data in uploads]
+    with TestClient(app) as client:
+        alone = [client.post(**request) for request in requests]
+        assert batch_sizes == [1, 1, 1, 1]  # the bad upload never reached the model
+        together = _concurrently(client, app.state.gate, requests)
+    assert batch_sizes[4:] == [len(clips)]
+    assert [r.status_code for r in together] == [r.status_code for r in alone] == [200] * len(clips) + [415]
+    assert together[-1].json() == alone[-1].json()
+    for one, shared in zip(alone[:-1], together[:-1], strict=True):
+        one, shared = one.json(), shared.json()
+        if endpoint == "/embed":
+            # The same clip's row in a batch of equal-length clips: the same arithmetic, up to the GEMM
+            # kernel's summation order (a few float32 ulps of values within [-1, 1]).
+            np.testing.assert_allclose(shared["embedding"], one["embedding"], atol=1e-5)
+        elif endpoint == "/classify":
+            assert [row["label"] for row in shared["ranking"]] == [row["label"] for row in one["ranking"]]
+            np.testing.assert_allclose(
+                [row["score"] for row in shared["ranking"]],
+                [row["score"] for row in one["ranking"]],
+                rtol=1e-4,
+            )
+        else:
+            assert shared == one

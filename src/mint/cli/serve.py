@@ -71,8 +71,11 @@ def _serve(args: argparse.Namespace) -> int:
         max_upload_mb=args.max_upload_mb,
         max_audio_seconds=args.max_audio_seconds,
         concurrency=args.concurrency,
+        max_batch=args.max_batch,
+        max_wait_ms=args.max_wait_ms,
         queue=args.queue,
         timeout_s=args.timeout,
+        body_timeout_s=args.body_timeout,
     )
     pipeline = _pipeline(args)
     index = None
@@ -131,9 +134,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--max-audio-seconds", type=float, default=600.0, help="longest audio upload (default 600)"
     )
     serve.add_argument("--concurrency", type=int, default=1, help="model calls at once (default 1)")
-    serve.add_argument("--queue", type=int, default=8, help="requests that may wait beyond those (default 8)")
+    serve.add_argument(
+        "--max-batch",
+        type=int,
+        default=8,
+        help="requests of the same kind one model call serves together (default 8; 1: one at a time)",
+    )
+    serve.add_argument(
+        "--max-wait-ms",
+        type=float,
+        default=0.0,
+        help="how long a batch waits for more requests when the model is idle (default 0)",
+    )
+    serve.add_argument(
+        "--queue", type=int, default=8, help="requests that may wait beyond the batches (default 8)"
+    )
     serve.add_argument(
         "--timeout", type=float, default=120.0, help="seconds a request may wait (default 120)"
+    )
+    serve.add_argument(
+        "--body-timeout",
+        type=float,
+        default=10.0,
+        help="seconds without a piece of the request body before it is refused (default 10)",
     )
     serve.add_argument(
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]

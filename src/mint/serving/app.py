@@ -1,26 +1,36 @@
 """The HTTP service: a `MintPipeline` (and optionally an `AudioIndex`) behind FastAPI, plus the web page.
 
 Audio arrives as the multipart form field `file`. Every model call goes through the `ModelGate` (worker
-threads, bounded queue, timeout). Status codes: 413 upload too large or too long, 415 not a supported audio
+threads, batching, bounded queue, timeout): concurrent caption, ask, classify and embed requests with the
+same settings are served by one batched call, each with the answer it would get alone. Status codes: 413 upload too large or too long, 415 not a supported audio
 format, 422 bad input (empty, corrupt, bad fields; the reason is in `detail`), 408 a request body that stopped arriving,
 409 the loaded model or server cannot do this (no LLM, no index), 503 queue full, 504 timeout.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Hashable
 from contextlib import asynccontextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any, BinaryIO
 
+import numpy as np
 from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from mint.errors import MintError, UnsupportedAudioFormatError
-from mint.inference import AudioIndex, MintPipeline
-from mint.serving.limits import FORM_OVERHEAD_BYTES, BodyLimit, GateTimeout, ModelGate, QueueFull, ServeLimits
+from mint.inference import AudioIndex, Classification, MintPipeline
+from mint.serving.limits import (
+    FORM_OVERHEAD_BYTES,
+    BodyLimit,
+    Failed,
+    GateTimeout,
+    ModelGate,
+    QueueFull,
+    ServeLimits,
+)
 from mint.serving.uploads import UploadProblem, read_upload
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -85,7 +95,9 @@ def create_app(
 ) -> FastAPI:
     """The app; `index`, when given, must have been built with this pipeline's model."""
     limits = limits or ServeLimits()
-    gate = ModelGate(limits.concurrency, limits.queue, limits.timeout_s)
+    gate = ModelGate(
+        limits.concurrency, limits.queue, limits.timeout_s, limits.max_batch, limits.max_wait_ms / 1000
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -125,6 +137,33 @@ def create_app(
         upload = await read_upload(file, limits.max_upload_bytes)
         return lambda: upload.source(limits.max_audio_seconds)
 
+    async def batched(
+        key: Hashable,
+        file: UploadFile | None,
+        extra: Any,
+        serve: Callable[[list[np.ndarray], list[Any]], list],
+    ) -> Any:
+        """This request's share of one model call for every waiting request under `key` (same endpoint, same
+        settings): `serve(clips, extras)` gets their decoded clips and `extra`s in order, and returns one
+        result per clip. Each upload is decoded on its own, so a bad one fails its request alone."""
+        audio = await audio_of(file)
+
+        def run_batch(items: list[tuple[Callable[[], BinaryIO], Any]]) -> list:
+            outcomes: list[Failed | None] = []
+            clips, extras = [], []
+            for source, item_extra in items:
+                try:
+                    clips.append(pipeline.load_audio(source())[0])
+                except Exception as error:
+                    outcomes.append(Failed(error))
+                    continue
+                extras.append(item_extra)
+                outcomes.append(None)
+            results = iter(serve(clips, extras) if clips else [])
+            return [outcome if outcome is not None else next(results) for outcome in outcomes]
+
+        return await gate.submit(key, (audio, extra), run_batch)
+
     @app.get("/health", summary="Liveness, the model, the index and the queue")
     def health() -> dict:
         model = pipeline.model
@@ -148,8 +187,12 @@ def create_app(
     ) -> dict:
         require_llm("caption")
         settings = generation(max_new_tokens, beams)
-        audio = await audio_of(file)
-        return {"caption": await gate.run(lambda: pipeline.caption(audio(), **settings))}
+
+        def captions(clips: list[np.ndarray], _: list) -> list[str]:
+            return pipeline.caption(clips, sample_rate=pipeline.sample_rate, **settings)
+
+        key = ("caption", *settings.items())
+        return {"caption": await batched(key, file, None, captions)}
 
     @app.post("/ask", summary="Answer a question about the audio (stage-2 models)")
     async def ask(
@@ -161,11 +204,12 @@ def create_app(
         require_llm("ask")
         question = _text("question", question)
         settings = generation(max_new_tokens, beams)
-        audio = await audio_of(file)
-        return {
-            "question": question,
-            "answer": await gate.run(lambda: pipeline.ask(audio(), question, **settings)),
-        }
+
+        def answers(clips: list[np.ndarray], questions: list[str]) -> list[str]:
+            return pipeline.ask(clips, questions, sample_rate=pipeline.sample_rate, **settings)
+
+        key = ("ask", *settings.items())
+        return {"question": question, "answer": await batched(key, file, question, answers)}
 
     @app.post("/classify", summary="Zero-shot classification over comma-separated labels")
     async def classify(
@@ -176,8 +220,11 @@ def create_app(
         names = _labels(_text("labels", labels))
         if method == "generative":
             require_llm("classify (method generative)")
-        audio = await audio_of(file)
-        result = await gate.run(lambda: pipeline.classify(audio(), names, method=method))
+
+        def classifications(clips: list[np.ndarray], _: list) -> list[Classification]:
+            return pipeline.classify(clips, names, method=method, sample_rate=pipeline.sample_rate)
+
+        result = await batched(("classify", method, *names), file, None, classifications)
         ranked = zip(result.labels, result.scores, result.probabilities, strict=True)
         return {
             "label": result.label,
@@ -189,8 +236,10 @@ def create_app(
 
     @app.post("/embed", summary="The audio's L2-normalised query embeddings [Nq, E], or one pooled [E]")
     async def embed(file: AudioFile = None, pooled: Annotated[bool, Form()] = False) -> dict:
-        audio = await audio_of(file)
-        vectors = await gate.run(lambda: pipeline.embed_audio(audio(), pooled=pooled)[0])
+        def embeddings(clips: list[np.ndarray], _: list) -> list[np.ndarray]:
+            return list(pipeline.embed_audio(clips, pooled=pooled, sample_rate=pipeline.sample_rate))
+
+        vectors = await batched(("embed", pooled), file, None, embeddings)
         return {"shape": list(vectors.shape), "pooled": pooled, "embedding": vectors.tolist()}
 
     @app.post("/search", summary="The indexed clips nearest to a text query or an uploaded example clip")
