@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import os
@@ -147,7 +148,9 @@ def save_tiny_model(folder, llm: bool, seed: int):
 
     config = load_config(MintConfig, None, [item.removeprefix("model.") for item in tiny_model_overrides()])
     if llm:
-        config.llm = LLMConfig(name_or_path="random:t5", max_instruction_length=32, max_response_length=16)
+        config = dataclasses.replace(
+            config, llm=LLMConfig(name_or_path="random:t5", max_instruction_length=32, max_response_length=16)
+        )
     torch.manual_seed(seed)
     return jitter_trainable_(MintModel.from_config(config), 0.2).save_pretrained(folder)
 

@@ -89,7 +89,7 @@ def test_templates_are_validated():
 def test_data_config_option_defaults_to_off_and_names_the_bad_key():
     assert DataConfig().caption_templates is None
     config = load_config(PretrainConfig, None, ['data.caption_templates=["a {label}", "{label} barks"]'])
-    assert config.data.caption_templates == ["a {label}", "{label} barks"]
+    assert config.data.caption_templates == ("a {label}", "{label} barks")
     with pytest.raises(ConfigError, match=r"data\.caption_templates\[1\]: template 'oops'"):
         load_config(PretrainConfig, None, ['data.caption_templates=["a {label}", "oops"]'])
     with pytest.raises(ConfigError, match=r"data\.caption_templates"):

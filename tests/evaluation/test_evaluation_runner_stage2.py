@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -38,7 +39,13 @@ def model_dir(tmp_path_factory) -> Path:
     """A tiny stage-2 model: the tiny stage-1 Bridge-Net in front of the seeded in-memory `random:t5` LLM."""
     folder = tmp_path_factory.mktemp("stage2-model")
     config = load_config(PretrainConfig, REPO / "configs/pretrain/tiny.yaml", tiny_pretrain_overrides(folder))
-    config.model.llm = LLMConfig(name_or_path="random:t5", max_instruction_length=32, max_response_length=16)
+    config = dataclasses.replace(
+        config,
+        model=dataclasses.replace(
+            config.model,
+            llm=LLMConfig(name_or_path="random:t5", max_instruction_length=32, max_response_length=16),
+        ),
+    )
     torch.manual_seed(2)
     return MintModel.from_config(config.model).save_pretrained(folder / "model")
 

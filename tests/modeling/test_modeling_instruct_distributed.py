@@ -8,6 +8,7 @@ averaged gradient equal the single-process one.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -34,7 +35,9 @@ RESPONSES = [
 
 def _model(llm: str) -> MintModel:
     config = load_config(MintConfig, None, [item.removeprefix("model.") for item in tiny_model_overrides()])
-    config.llm = LLMConfig(name_or_path=f"random:{llm}", max_instruction_length=16, max_response_length=16)
+    config = dataclasses.replace(
+        config, llm=LLMConfig(name_or_path=f"random:{llm}", max_instruction_length=16, max_response_length=16)
+    )
     torch.manual_seed(0)
     model = MintModel.from_config(config)
     model.freeze_stage2_idle_parameters()

@@ -92,7 +92,7 @@ def test_query_pass_equals_the_bridge_forward_of_the_queries_alone() -> None:
 def test_atg_through_the_query_cache_equals_the_full_pass(checkpointing: bool) -> None:
     """Same loss and same gradient of every weight as running the queries and the caption together."""
     model = jitter_trainable_(_model(), 0.05).train()
-    model.bridge.config.gradient_checkpointing = checkpointing
+    model.bridge.gradient_checkpointing = checkpointing
     audio = model.normalise_audio(*_features(model, 5, seed=2))
     ids, mask = model.tokenize(CAPTIONS)
     dec_ids, labels = prepare_generation_inputs(ids, mask, model.decoder_start_token_id, model.pad_token_id)

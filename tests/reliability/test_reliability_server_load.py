@@ -8,6 +8,7 @@ afterwards). Requests go over raw loopback sockets, so the client controls exact
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import select
@@ -57,7 +58,9 @@ class Answer:
 
 def _save_tiny_stage2_model(folder: Path) -> Path:
     config = load_config(MintConfig, None, [item.removeprefix("model.") for item in tiny_model_overrides()])
-    config.llm = LLMConfig(name_or_path="random:t5", max_instruction_length=32, max_response_length=16)
+    config = dataclasses.replace(
+        config, llm=LLMConfig(name_or_path="random:t5", max_instruction_length=32, max_response_length=16)
+    )
     torch.manual_seed(3)
     return MintModel.from_config(config).save_pretrained(folder)
 

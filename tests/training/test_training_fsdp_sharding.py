@@ -7,6 +7,7 @@ cut across two processes is covered by `test_training_fsdp.py`.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Iterator
 
 import pytest
@@ -27,7 +28,9 @@ CPU = torch.device("cpu")
 
 def _model() -> MintModel:
     config = load_config(MintConfig, None, [item.removeprefix("model.") for item in tiny_model_overrides()])
-    config.llm = LLMConfig(name_or_path="random:t5", max_instruction_length=24, max_response_length=8)
+    config = dataclasses.replace(
+        config, llm=LLMConfig(name_or_path="random:t5", max_instruction_length=24, max_response_length=8)
+    )
     return MintModel.from_config(config)
 
 

@@ -32,7 +32,7 @@ def _is_int(value: object) -> bool:
     return isinstance(value, Integral) and not isinstance(value, bool)
 
 
-@dataclass
+@dataclass(frozen=True)
 class FrontendConfig:
     """How audio is prepared for the encoder.
 

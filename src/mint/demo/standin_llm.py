@@ -33,7 +33,7 @@ BERT_SPECIAL_TOKENS = {
 POOL_BATCHES = 16  # batches per length-sorted pool of training texts
 
 
-@dataclass
+@dataclass(frozen=True)
 class StandinLLMConfig:
     hidden_size: int = 128
     num_layers: int = 2

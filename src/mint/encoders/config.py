@@ -16,7 +16,7 @@ ENCODER_KINDS = (MEL_KIND, *PRETRAINED_KINDS)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
-@dataclass
+@dataclass(frozen=True)
 class EncoderConfig:
     """`kind` picks the backend. The HF kinds load `name_or_path` (a local directory, a hub id, named weights
     `weights:NAME` or, for Whisper, a CTranslate2 directory; see `mint.weights`) and take their sample rate

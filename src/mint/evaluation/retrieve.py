@@ -32,6 +32,7 @@ The encoder features of the first pass are spilled to a temporary folder inside 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import tempfile
@@ -506,7 +507,7 @@ def calibrate_rerank(
     choice = choose_weight(ranked, grid)
     weight = choice["weight"]
     if save:
-        model.config.rerank_weight = weight
+        model.config = dataclasses.replace(model.config, rerank_weight=weight)
         model.save_pretrained(model_dir)
     results = {
         **_results_header("rerank calibration", manifest, model_dir, model, selection, options, ranked),

@@ -17,7 +17,7 @@ ATTENTION_IMPLEMENTATIONS = ("eager", "sdpa", "flash_attention_2", "flex_attenti
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
-@dataclass
+@dataclass(frozen=True)
 class LLMConfig:
     """`name_or_path` is a local directory or a hub id. `kind="auto"` reads `is_encoder_decoder` from the
     checkpoint's config. Lengths count tokens including the special tokens the adapter adds (the
@@ -33,7 +33,7 @@ class LLMConfig:
     lora_rank: int = 8
     lora_alpha: int = 16
     lora_dropout: float = 0.05
-    lora_target_modules: list[str] | None = None
+    lora_target_modules: tuple[str, ...] | None = None
     trust_remote_code: bool = False
     # Decoder-only LLMs: "chat" wraps the soft prompt and instruction in the tokenizer's chat template as
     # one user turn (for instruction-tuned LLMs), "plain" puts the soft prompt first and then the

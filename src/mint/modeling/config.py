@@ -11,7 +11,7 @@ from mint.errors import ConfigError
 from mint.llm.config import LLMConfig
 
 
-@dataclass
+@dataclass(frozen=True)
 class MintConfig:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     bridge: BridgeConfig = field(default_factory=BridgeConfig)

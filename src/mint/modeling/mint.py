@@ -8,6 +8,7 @@ ready-built parts.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -113,9 +114,11 @@ class MintModel(nn.Module):
         """Build a fresh model: load the frozen encoder (and LLM) and the Bridge-Net's starting weights."""
         encoder = build_encoder(config.encoder)
         tokenizer = load_bridge_tokenizer(resolve_tokenizer_source(config))
-        config.bridge.encoder_hidden_size = encoder.hidden_size
-        bridge, report = build_bridge(config.bridge, len(tokenizer))
-        config.bridge = bridge.config
+        bridge, report = build_bridge(
+            dataclasses.replace(config.bridge, encoder_hidden_size=encoder.hidden_size), len(tokenizer)
+        )
+        # The model's config records the Bridge-Net as built (sizes from its checkpoint, the vocabulary).
+        config = dataclasses.replace(config, bridge=bridge.config)
         llm = load_llm(config.llm) if config.llm is not None else None
         model = cls(config, encoder, bridge, tokenizer, llm)
         model.init_report = report

@@ -24,7 +24,7 @@ from mint.modeling.outputs import AudioFeatures, QueryPass
 
 
 def _checkpointing(bridge: BridgeNet) -> bool:
-    return bridge.config.gradient_checkpointing and bridge.training and torch.is_grad_enabled()
+    return bridge.gradient_checkpointing and bridge.training and torch.is_grad_enabled()
 
 
 def query_pass(bridge: BridgeNet, audio: AudioFeatures) -> QueryPass:

@@ -25,7 +25,7 @@ from mint.objectives._checks import ObjectiveInputError, require_dims, require_i
 from mint.objectives.keys import ContentMatches
 
 
-@dataclass
+@dataclass(frozen=True)
 class NegativeSampling:
     """How hard ATM's negatives are (`negatives.*` in a stage-1 config).
 

@@ -31,7 +31,7 @@ from mint.objectives.keys import ContentKeys, ContentMatches, content_matches
 from mint.objectives.matching import HardNegatives, NegativeSampling, matching_loss, sample_hard_negatives
 
 
-@dataclass
+@dataclass(frozen=True)
 class ObjectiveWeights:
     """Weights of the three stage-1 losses in their sum (`objectives.*` in a stage-1 config)."""
 

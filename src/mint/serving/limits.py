@@ -36,7 +36,7 @@ T = TypeVar("T")
 FORM_OVERHEAD_BYTES = 64 * 1024
 
 
-@dataclass
+@dataclass(frozen=True)
 class ServeLimits:
     """`max_upload_mb`: size of one uploaded file; `max_audio_seconds`: its duration (longer audio is
     refused, not cropped); `concurrency`: model calls at once; `max_batch`: requests one model call may

@@ -14,7 +14,7 @@ from mint.objectives.matching import NegativeSampling
 from mint.objectives.stage1 import ObjectiveWeights
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainerConfig:
     max_steps: int = 1000
     batch_size: int = 32  # global: summed over processes and accumulation steps
@@ -64,7 +64,7 @@ class TrainerConfig:
             raise ConfigError(f"trainer.betas: expected two numbers in [0, 1), got {list(self.betas)}")
 
 
-@dataclass
+@dataclass(frozen=True)
 class SyntheticDataConfig:
     """Audio generated on the fly by `mint.data.synth` (no files needed)."""
 
@@ -86,7 +86,7 @@ def _check_clip_data(data: DataConfig | InstructDataConfig) -> None:
         raise ConfigError("data.feature_cache: required when data.use_feature_cache is true")
 
 
-@dataclass
+@dataclass(frozen=True)
 class DataConfig:
     source: Literal["synthetic", "manifest", "shards"] = "synthetic"
     manifest: str | None = None  # JSONL manifest when source = manifest
@@ -96,7 +96,7 @@ class DataConfig:
     use_feature_cache: bool = False
     # Captions for clips that have labels but none: each label in each template ("the sound of a {label}").
     # None: such clips are an error (a caption set is expected).
-    caption_templates: list[str] | None = None
+    caption_templates: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         _check_clip_data(self)
@@ -104,7 +104,7 @@ class DataConfig:
             check_templates(self.caption_templates, "data.caption_templates")
 
 
-@dataclass
+@dataclass(frozen=True)
 class PretrainConfig:
     output_dir: str = "runs/pretrain"
     resume: bool = False
@@ -116,7 +116,7 @@ class PretrainConfig:
     negatives: NegativeSampling = field(default_factory=NegativeSampling)
 
 
-@dataclass
+@dataclass(frozen=True)
 class InstructDataConfig:
     """Stage-2 data: clips (generated or from a manifest) whose captions, labels and QA pairs become
     instruction items, plus an optional instruction file of user-defined tasks
@@ -139,7 +139,7 @@ class InstructDataConfig:
         _check_clip_data(self)
 
 
-@dataclass
+@dataclass(frozen=True)
 class InstructConfig:
     output_dir: str = "runs/instruct"
     resume: bool = False

@@ -38,7 +38,7 @@ def build_instruct_model(config: InstructConfig) -> MintModel:
         model.load_stage1_weights(config.init_from)
         logger.info("Bridge-Net, heads and LayerNorm loaded from the stage-1 model %s", config.init_from)
     model.freeze_stage2_idle_parameters()
-    model.bridge.config.gradient_checkpointing = config.trainer.gradient_checkpointing
+    model.bridge.gradient_checkpointing = config.trainer.gradient_checkpointing
     return model
 
 

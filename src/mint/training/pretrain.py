@@ -59,7 +59,7 @@ def pretraining_trainer(config: PretrainConfig) -> Trainer:
     output_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.trainer.seed)
     model = MintModel.from_config(config.model)
-    model.bridge.config.gradient_checkpointing = config.trainer.gradient_checkpointing
+    model.bridge.gradient_checkpointing = config.trainer.gradient_checkpointing
     save_config(config, output_dir / "config.yaml")
 
     frontend = frontend_for(config, model.sample_rate)
