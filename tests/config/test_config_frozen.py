@@ -58,7 +58,9 @@ def test_every_config_is_frozen_and_holds_no_mutable_container(cls):
 
 
 def test_a_loaded_config_refuses_assignment_and_replace_makes_a_new_one():
-    config = load_config(PretrainConfig, None, ["trainer.max_steps=7", 'data.caption_templates=["a {label}"]'])
+    config = load_config(
+        PretrainConfig, None, ["trainer.max_steps=7", 'data.caption_templates=["a {label}"]']
+    )
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.trainer.max_steps = 8
     assert config.data.caption_templates == ("a {label}",)
