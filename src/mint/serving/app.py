@@ -2,9 +2,11 @@
 
 Audio arrives as the multipart form field `file`. Every model call goes through the `ModelGate` (worker
 threads, batching, bounded queue, timeout): concurrent caption, ask, classify and embed requests with the
-same settings are served by one batched call, each with the answer it would get alone. Status codes: 413 upload too large or too long, 415 not a supported audio
-format, 422 bad input (empty, corrupt, bad fields; the reason is in `detail`), 408 a request body that stopped arriving,
-409 the loaded model or server cannot do this (no LLM, no index), 503 queue full, 504 timeout.
+same settings are served by one batched call, each with the answer it would get alone.
+
+Status codes: 413 upload too large or too long, 415 not a supported audio format, 422 bad input (empty,
+corrupt, bad fields; the reason is in `detail`), 408 a request body that stopped arriving, 409 the loaded
+model or server cannot do this (no LLM, no index), 503 queue full, 504 timeout.
 """
 
 from __future__ import annotations
