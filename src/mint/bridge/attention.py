@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mint.bridge.config import ATTN_IMPLEMENTATIONS
+from mint.bridge.dropout import Dropout, fast_dropout
 from mint.errors import ConfigError
 
 
@@ -47,13 +48,14 @@ class MultiHeadAttention(nn.Module):
         q = self._split_heads(self.query(hidden))
         k = self._split_heads(self.key(context))
         v = self._split_heads(self.value(context))
-        dropout = self.attention_dropout if self.training else 0.0
+        dropout_p = self.attention_dropout if self.training else 0.0
 
-        if self.implementation == "sdpa":
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+        if self.implementation == "sdpa" and (dropout_p == 0.0 or q.device.type != "cpu"):
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
         else:
+            # Attention dropout on the CPU runs here, with mint's cheaper mask (SDPA would draw torch's).
             scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(self.head_dim) + mask
-            probs = F.dropout(scores.softmax(dim=-1), p=dropout, training=self.training)
+            probs = fast_dropout(scores.softmax(dim=-1), dropout_p, self.training)
             out = torch.matmul(probs, v)
 
         batch, _, length, _ = out.shape
@@ -78,7 +80,7 @@ class AttentionBlock(nn.Module):
             hidden_size, num_heads, key_value_size, attention_dropout, implementation
         )
         self.output = nn.Linear(hidden_size, hidden_size)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.layer_norm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
 
     def forward(self, hidden: torch.Tensor, context: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

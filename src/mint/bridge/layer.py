@@ -7,6 +7,7 @@ from torch import nn
 
 from mint.bridge.attention import AttentionBlock
 from mint.bridge.config import BridgeConfig
+from mint.bridge.dropout import Dropout
 
 
 class FeedForward(nn.Module):
@@ -19,7 +20,7 @@ class FeedForward(nn.Module):
         self.dense_in = nn.Linear(hidden_size, intermediate_size)
         self.activation = nn.GELU()
         self.dense_out = nn.Linear(intermediate_size, hidden_size)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.layer_norm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:

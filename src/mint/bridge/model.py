@@ -15,6 +15,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from mint.bridge.config import BridgeConfig, BridgeInputError
+from mint.bridge.dropout import Dropout
 from mint.bridge.heads import BridgeLMHead
 from mint.bridge.layer import BridgeLayer
 from mint.bridge.masks import AttentionMode, additive_mask, build_attention_mask, parse_mode
@@ -38,7 +39,7 @@ class BridgeEmbeddings(nn.Module):
         # Every text token has BERT token type 0, so only that one row of BERT's table is kept.
         self.token_type_embedding = nn.Parameter(torch.zeros(config.hidden_size))
         self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
 
     def forward(self, queries: torch.Tensor | None, input_ids: torch.Tensor | None) -> torch.Tensor:
         parts = [] if queries is None else [queries]
