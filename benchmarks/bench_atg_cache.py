@@ -64,7 +64,7 @@ def _models(overrides: list[str]):
         queries.audio = audio  # what the joint pass needs again
         return queries
 
-    def generation_logits(queries, input_ids, attention_mask):
+    def generation_logits(queries, input_ids, attention_mask, at=None):
         out = full.bridge(
             audio_features=queries.audio.features,
             audio_mask=queries.audio.mask,
@@ -72,7 +72,7 @@ def _models(overrides: list[str]):
             attention_mask=attention_mask,
             mode=AttentionMode.CAUSAL,
         )
-        return full.bridge.lm_logits(out.text_output)
+        return full.bridge.lm_logits(out.text_output if at is None else out.text_output[at])
 
     full.query_pass = query_pass
     full.generation_logits = generation_logits

@@ -8,7 +8,13 @@ import pytest
 import torch
 
 from mint.errors import MintError
-from mint.objectives import IGNORE_INDEX, generation_loss, prepare_generation_inputs
+from mint.objectives import (
+    IGNORE_INDEX,
+    generation_loss,
+    next_token_targets,
+    prepare_generation_inputs,
+    target_loss,
+)
 
 
 def test_prepare_generation_inputs_hand_worked() -> None:
@@ -79,3 +85,42 @@ def test_generation_loss_checks_inputs() -> None:
         generation_loss(torch.zeros(2, 3, 5), torch.zeros(2, 4, dtype=torch.long))
     with pytest.raises(MintError, match="label_smoothing"):
         generation_loss(torch.zeros(2, 3, 5), torch.zeros(2, 3, dtype=torch.long), label_smoothing=1.0)
+
+
+def test_next_token_targets_hand_worked() -> None:
+    ignore = IGNORE_INDEX
+    labels = torch.tensor(
+        [[ignore, 5, 6, ignore], [ignore, 7, ignore, ignore], [ignore, ignore, ignore, ignore]]
+    )
+    positions, targets = next_token_targets(labels)
+    assert positions.tolist() == [
+        [True, True, False, False],
+        [True, False, False, False],
+        [False, False, False, False],
+    ]
+    assert targets.tolist() == [5, 6, 7]
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_the_head_at_target_positions_gives_the_loss_and_gradients_of_the_head_everywhere(
+    smoothing: float,
+) -> None:
+    # What the stage-1 objective does: the LM head only where a next token is predicted.
+    generator = torch.Generator().manual_seed(1)
+    head = torch.nn.Linear(8, 11, dtype=torch.float64)
+    hidden = torch.randn(3, 6, 8, generator=generator, dtype=torch.float64, requires_grad=True)
+    input_ids = torch.randint(1, 11, (3, 6), generator=generator)
+    attention_mask = torch.tensor([[1] * 6, [1] * 4 + [0] * 2, [1] * 2 + [0] * 4])
+    _, labels = prepare_generation_inputs(input_ids, attention_mask, 0, 0)
+
+    everywhere = generation_loss(head(hidden), labels, label_smoothing=smoothing)
+    (grad_everywhere,) = torch.autograd.grad(everywhere, hidden)
+    positions, targets = next_token_targets(labels)
+    at_targets = target_loss(head(hidden[positions]), targets, label_smoothing=smoothing)
+    (grad_at_targets,) = torch.autograd.grad(at_targets, hidden)
+
+    assert at_targets.item() == pytest.approx(
+        _reference_loss(head(hidden).detach(), labels, smoothing), rel=1e-9
+    )
+    torch.testing.assert_close(at_targets, everywhere, rtol=1e-12, atol=0)
+    torch.testing.assert_close(grad_at_targets, grad_everywhere, rtol=1e-12, atol=1e-15)

@@ -193,7 +193,7 @@ class BridgeNet(nn.Module):
         return batch_sizes.pop()
 
     def lm_logits(self, text_output: torch.Tensor) -> torch.Tensor:
-        """Next-token logits [B, L, V] from text outputs, through the head tied to the word embeddings."""
+        """Next-token logits [..., V] from text outputs [..., H], through the head tied to the word embeddings."""
         return self.lm_head(text_output, self.embeddings.word_embeddings.weight)
 
     def resize_token_embeddings(self, vocab_size: int) -> None:

@@ -321,11 +321,16 @@ class MintModel(nn.Module):
         return match_logits_from_queries(self.match_head(out.query_output))
 
     def generation_logits(
-        self, queries: QueryPass, input_ids: torch.Tensor, attention_mask: torch.Tensor
+        self,
+        queries: QueryPass,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        at: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """ATG next-token logits [B, L, V]: causal text that sees all queries of `queries` (a `query_pass`),
-        without running the queries again."""
-        return self.bridge.lm_logits(text_over_queries(self.bridge, queries, input_ids, attention_mask))
+        without running the queries again; with `at` (bool [B, L]) only at those positions, [n, V]."""
+        text = text_over_queries(self.bridge, queries, input_ids, attention_mask)
+        return self.bridge.lm_logits(text if at is None else text[at])
 
     # ----- stage 2: instruction-aware queries and the frozen LLM ----------------------------------
 

@@ -12,7 +12,13 @@ from mint.objectives.contrastive import (
     LearnableTemperature,
     audio_text_similarity,
 )
-from mint.objectives.generation import IGNORE_INDEX, generation_loss, prepare_generation_inputs
+from mint.objectives.generation import (
+    IGNORE_INDEX,
+    generation_loss,
+    next_token_targets,
+    prepare_generation_inputs,
+    target_loss,
+)
 from mint.objectives.keys import (
     PAD,
     ContentKeys,
@@ -60,8 +66,10 @@ __all__ = [
     "match_logits_from_queries",
     "matching_loss",
     "negative_probabilities",
+    "next_token_targets",
     "normalise_caption",
     "prepare_generation_inputs",
     "rerank_score",
     "sample_hard_negatives",
+    "target_loss",
 ]

@@ -50,6 +50,28 @@ def prepare_generation_inputs(
     return decoder_ids, labels
 
 
+def next_token_targets(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`(positions, targets)` for labels `[B, L]` from `prepare_generation_inputs`: `positions` `[B, L]` marks
+    each position t whose label t + 1 is a target, and `targets` `[n]` holds those labels in row-major order.
+    The LM head need run only at `positions` (padding and each caption's last token have nothing to predict).
+    """
+    require_dims("labels", labels, 2, "[B, L]")
+    require_integer("labels", labels)
+    following = labels[:, 1:]
+    positions = torch.zeros_like(labels, dtype=torch.bool)
+    positions[:, :-1] = following != IGNORE_INDEX
+    return positions, following[following != IGNORE_INDEX]
+
+
+def target_loss(logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Mean cross-entropy of `logits` `[n, V]`, the LM head at `next_token_targets`' positions, against its
+    `targets` `[n]`, in fp32; a zero that keeps the graph when n is 0."""
+    if not 0.0 <= label_smoothing < 1.0:
+        raise ObjectiveInputError(f"label_smoothing: expected a value in [0, 1), got {label_smoothing}")
+    total = F.cross_entropy(upcast(logits), targets, label_smoothing=label_smoothing, reduction="sum")
+    return total / max(targets.numel(), 1)
+
+
 def generation_loss(logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
     """Mean next-token cross-entropy: the logits at position t are scored against label t + 1.
 
@@ -67,13 +89,5 @@ def generation_loss(logits: torch.Tensor, labels: torch.Tensor, label_smoothing:
         raise ObjectiveInputError(
             f"labels: expected shape {tuple(logits.shape[:2])} to match logits, got {tuple(labels.shape)}"
         )
-    if not 0.0 <= label_smoothing < 1.0:
-        raise ObjectiveInputError(f"label_smoothing: expected a value in [0, 1), got {label_smoothing}")
-    predictions = upcast(logits[:, :-1].reshape(-1, logits.shape[-1]))
-    targets = labels[:, 1:].reshape(-1)
-    total = F.cross_entropy(
-        predictions, targets, ignore_index=IGNORE_INDEX, label_smoothing=label_smoothing, reduction="sum"
-    )
-    # Counting targets on device avoids a host sync and gives 0 / 1 = 0 when every label is ignored.
-    count = (targets != IGNORE_INDEX).sum().clamp(min=1)
-    return total / count
+    positions, targets = next_token_targets(labels)
+    return target_loss(logits[positions], targets, label_smoothing)

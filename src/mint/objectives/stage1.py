@@ -26,7 +26,7 @@ from torch import nn
 from mint.distributed import gather_no_grad, gather_with_grad, global_token_share
 from mint.errors import ConfigError
 from mint.objectives.contrastive import ContrastiveLoss
-from mint.objectives.generation import IGNORE_INDEX, generation_loss, prepare_generation_inputs
+from mint.objectives.generation import next_token_targets, prepare_generation_inputs, target_loss
 from mint.objectives.keys import ContentKeys, ContentMatches, content_matches
 from mint.objectives.matching import HardNegatives, NegativeSampling, matching_loss, sample_hard_negatives
 
@@ -78,7 +78,11 @@ class Stage1Model(Protocol):
     ) -> torch.Tensor: ...
 
     def generation_logits(
-        self, queries: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor
+        self,
+        queries: Any,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        at: torch.Tensor | None = None,
     ) -> torch.Tensor: ...
 
 
@@ -161,9 +165,13 @@ class Stage1Objective(nn.Module):
         dec_ids, lm_labels = prepare_generation_inputs(
             input_ids, attention_mask, model.decoder_start_token_id, model.pad_token_id
         )
-        generation = generation_loss(model.generation_logits(queries, dec_ids, attention_mask), lm_labels)
+        # The LM head runs only where a next token is predicted (not on padding or each caption's last token).
+        positions, targets = next_token_targets(lm_labels)
+        generation = target_loss(
+            model.generation_logits(queries, dec_ids, attention_mask, at=positions), targets
+        )
         # A mean over the global batch's caption tokens, not this process's (see global_token_share).
-        generation = generation * global_token_share((lm_labels[:, 1:] != IGNORE_INDEX).sum())
+        generation = generation * global_token_share(positions.sum())
 
         weights = self.weights
         total = weights.atc * contrastive.loss + weights.atm * match + weights.atg * generation
