@@ -46,6 +46,11 @@ def test_pretrain_cli_writes_metrics_config_checkpoint_and_a_loadable_model(tmp_
     assert (out / "loss.png").stat().st_size > 1000
     model = MintModel.from_pretrained(out / "model")
     assert model.bridge.config.num_queries == 4
+    # The run's record holds the Bridge-Net as built: its vocabulary is the tokenizer's, its audio width the
+    # encoder's, whatever the YAML said.
+    assert saved.model.bridge == model.bridge.config
+    assert saved.model.bridge.encoder_hidden_size == model.encoder.hidden_size
+    assert saved.model.bridge.vocab_size == len(model.tokenizer)
 
 
 def test_losses_go_down(tmp_path):

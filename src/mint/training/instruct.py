@@ -4,6 +4,7 @@ a stage-2 config's audio."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -72,7 +73,8 @@ def run_instruction_tuning(config: InstructConfig) -> TrainResult:
     output_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.trainer.seed)
     model = build_instruct_model(config)
-    save_config(config, output_dir / "config.yaml")
+    # The record of the run holds the model as built (the Bridge-Net's sizes from its checkpoint and tokenizer).
+    save_config(dataclasses.replace(config, model=model.config), output_dir / "config.yaml")
     dataset = build_instruction_dataset(config, model.encoder)
 
     def loss_fn(wrapped: nn.Module, batch: dict, generator: torch.Generator):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -60,7 +61,8 @@ def pretraining_trainer(config: PretrainConfig) -> Trainer:
     torch.manual_seed(config.trainer.seed)
     model = MintModel.from_config(config.model)
     model.bridge.gradient_checkpointing = config.trainer.gradient_checkpointing
-    save_config(config, output_dir / "config.yaml")
+    # The record of the run holds the model as built (the Bridge-Net's sizes from its checkpoint and tokenizer).
+    save_config(dataclasses.replace(config, model=model.config), output_dir / "config.yaml")
 
     frontend = frontend_for(config, model.sample_rate)
     source = build_source(config.data, model.sample_rate)
