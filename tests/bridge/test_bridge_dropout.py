@@ -34,7 +34,8 @@ def test_elements_are_dropped_at_rate_p_and_the_rest_scaled_by_the_inverse_keep_
     dropped_lanes = round(p * LANE_VALUES)
     keep_rate = 1 - dropped_lanes / LANE_VALUES
     assert abs(kept.double().mean().item() - keep_rate) <= _tolerance(keep_rate)
-    assert abs(keep_rate - (1 - p)) <= 0.5 / LANE_VALUES
+    # Against the nominal p too: the 16-bit rounding of p moves the keep rate by at most 0.5 / 65536.
+    assert abs(kept.double().mean().item() - (1 - p)) <= _tolerance(1 - p) + 0.5 / LANE_VALUES
     # Kept elements are the input times 1 / keep_rate, rounded once as torch rounds a scalar product.
     assert torch.equal(out[kept], hidden[kept] * (LANE_VALUES / (LANE_VALUES - dropped_lanes)))
     # So the output's mean is the input's (the expectation of inverted dropout). With hidden uniform on

@@ -58,9 +58,10 @@ def next_token_targets(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     require_dims("labels", labels, 2, "[B, L]")
     require_integer("labels", labels)
     following = labels[:, 1:]
+    has_target = following != IGNORE_INDEX
     positions = torch.zeros_like(labels, dtype=torch.bool)
-    positions[:, :-1] = following != IGNORE_INDEX
-    return positions, following[following != IGNORE_INDEX]
+    positions[:, :-1] = has_target
+    return positions, following[has_target]
 
 
 def target_loss(logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:

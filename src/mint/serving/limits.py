@@ -107,7 +107,6 @@ class _Request:
 class _Queue:
     run_batch: Callable[[list[Any]], list[Any]]
     requests: list[_Request] = field(default_factory=list)
-    scheduled: bool = False
 
 
 class ModelGate:
@@ -131,6 +130,7 @@ class ModelGate:
         # Held by a batch while its model call runs; taken in arrival order.
         self.slots = asyncio.Semaphore(concurrency)
         self.admitted = 0
+        # A key has a queue exactly while a dispatch for it is pending (`_dispatch` removes an emptied one).
         self._queues: dict[Hashable, _Queue] = {}
         self._tasks: set[asyncio.Task] = set()
         self._executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="mint-model")
@@ -151,11 +151,10 @@ class ModelGate:
         self.admitted += 1
         request = _Request(item, asyncio.get_running_loop().create_future())
         request.future.add_done_callback(self._release)
-        queue = self._queues.setdefault(key, _Queue(run_batch))
-        queue.requests.append(request)
-        if not queue.scheduled:
-            queue.scheduled = True
+        if key not in self._queues:
+            self._queues[key] = _Queue(run_batch)
             self._start_dispatch(key)
+        self._queues[key].requests.append(request)
         try:
             return await asyncio.wait_for(asyncio.shield(request.future), self.timeout_s)
         except asyncio.TimeoutError:

@@ -4,14 +4,12 @@ a stage-2 config's audio."""
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from mint.config import save_config
 from mint.data.feature_cache import CacheReport, FeatureCache
 from mint.data.instructions import (
     InstructionDataset,
@@ -25,7 +23,7 @@ from mint.data.sources import ClipSource
 from mint.encoders import AudioEncoder
 from mint.modeling import MintModel
 from mint.training.config import InstructConfig
-from mint.training.pretrain import build_source, cache_features, fit_and_save, frontend_for
+from mint.training.pretrain import build_source, cache_features, fit_and_save, frontend_for, save_run_config
 from mint.training.runtime import configure_torch
 from mint.training.trainer import Trainer, TrainResult
 
@@ -73,8 +71,7 @@ def run_instruction_tuning(config: InstructConfig) -> TrainResult:
     output_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.trainer.seed)
     model = build_instruct_model(config)
-    # The record of the run holds the model as built (the Bridge-Net's sizes from its checkpoint and tokenizer).
-    save_config(dataclasses.replace(config, model=model.config), output_dir / "config.yaml")
+    save_run_config(config, model, output_dir)
     dataset = build_instruction_dataset(config, model.encoder)
 
     def loss_fn(wrapped: nn.Module, batch: dict, generator: torch.Generator):

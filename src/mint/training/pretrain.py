@@ -53,6 +53,12 @@ def frontend_for(config: PretrainConfig | InstructConfig, sample_rate: int) -> A
     return AudioFrontend(FrontendConfig(sample_rate=sample_rate, max_seconds=config.model.max_audio_seconds))
 
 
+def save_run_config(config: PretrainConfig | InstructConfig, model: MintModel, output_dir: Path) -> None:
+    """Write the run's config.yaml with the model as built (the Bridge-Net's sizes from its checkpoint and
+    tokenizer), which the YAML alone may not say."""
+    save_config(dataclasses.replace(config, model=model.config), output_dir / "config.yaml")
+
+
 def pretraining_trainer(config: PretrainConfig) -> Trainer:
     """A stage-1 run ready to fit: the model, its data and its loss (the trainer holds all three)."""
     configure_torch(config.trainer)
@@ -61,8 +67,7 @@ def pretraining_trainer(config: PretrainConfig) -> Trainer:
     torch.manual_seed(config.trainer.seed)
     model = MintModel.from_config(config.model)
     model.bridge.gradient_checkpointing = config.trainer.gradient_checkpointing
-    # The record of the run holds the model as built (the Bridge-Net's sizes from its checkpoint and tokenizer).
-    save_config(dataclasses.replace(config, model=model.config), output_dir / "config.yaml")
+    save_run_config(config, model, output_dir)
 
     frontend = frontend_for(config, model.sample_rate)
     source = build_source(config.data, model.sample_rate)
