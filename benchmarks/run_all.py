@@ -34,6 +34,7 @@ COMPARISONS = (
     "generation",
     "whisper_window",
     "serving",
+    "index",
 )
 TRAINING = "training"
 

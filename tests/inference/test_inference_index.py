@@ -1,10 +1,16 @@
-"""The SQLite audio index (incremental builds) and search, against independent recomputations."""
+"""The audio index built from a folder (incremental builds, one folder and model, bad files) and search
+through a model, against independent recomputations. The storage and candidate search at scale are
+tested in test_inference_vectors.py."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import sqlite3
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +21,9 @@ import torch
 from mint.cli.main import main
 from mint.errors import ConfigError, DataError
 from mint.inference import AudioIndex, MintPipeline, build_index
-from mint.inference.search import scan_scores, text_similarity
+from mint.inference.search import DEFAULT_CANDIDATES
 from mint.modeling import MintModel
+from mint_testing import require_module
 
 QUERY = "a dog barks in the rain"
 
@@ -47,9 +54,22 @@ def folder(tmp_path, clips) -> Path:
 def _rows(index_path: Path) -> dict[str, tuple]:
     with sqlite3.connect(index_path) as connection:
         return {
-            row[0]: row[1:]
-            for row in connection.execute("SELECT path, mtime_ns, sha256, embedding FROM clips")
+            row[0]: row[1:] for row in connection.execute("SELECT path, mtime_ns, sha256, slot FROM clips")
         }
+
+
+def _stored(index_path: Path, slot: int) -> np.ndarray:
+    return AudioIndex.open(index_path).store.vectors.embeddings(np.array([slot]))[0]
+
+
+def _assert_stored_as(stored: np.ndarray, direct: np.ndarray) -> None:
+    """The stored queries are the mean (float16) plus an int8 code of the residual, at a scale of the
+    residual's largest magnitude / 127 per query: rounding a code moves a value by at most half a step,
+    peak / 254 (the mean's own float16 rounding cancels: the residual is taken from the rounded mean). The
+    1e-3 covers the batched encode against the one-clip one."""
+    residual = direct - direct.mean(axis=0).astype(np.float16).astype(np.float32)
+    bound = np.abs(residual).max(axis=1, keepdims=True) / 254 + 1e-3
+    assert (np.abs(stored - direct) <= bound).all()
 
 
 @torch.no_grad()
@@ -66,9 +86,8 @@ def test_builds_are_incremental(pipeline, model, folder, tmp_path):
     assert [skipped.path for skipped in first.skipped] == ["broken.wav"]
     assert "not a recognised audio file" in first.skipped[0].reason
     rows = _rows(index_path)
-    for relative, (_, _, blob) in rows.items():
-        stored = np.frombuffer(blob, dtype=np.float16).reshape(4, 16)
-        np.testing.assert_allclose(stored, _direct(model, folder / relative), atol=2e-3)
+    for relative, (_, _, slot) in rows.items():
+        _assert_stored_as(_stored(index_path, slot), _direct(model, folder / relative))
 
     second = build_index(pipeline, folder, index_path, workers=0, progress=False)
     assert (second.added, second.updated, second.unchanged, second.removed, second.total) == (0, 0, 6, 0, 6)
@@ -85,9 +104,8 @@ def test_builds_are_incremental(pipeline, model, folder, tmp_path):
     after = _rows(index_path)
     assert deleted not in after
     assert after[touched][0] == stamp and after[touched][1:] == rows[touched][1:]
-    stored = np.frombuffer(after[changed][2], dtype=np.float16).reshape(4, 16)
-    np.testing.assert_allclose(stored, _direct(model, folder / changed), atol=2e-3)
-    assert not np.array_equal(after[changed][2], rows[changed][2])
+    assert after[changed][2] != rows[changed][2]  # a new slot; the old one stays unused
+    _assert_stored_as(_stored(index_path, after[changed][2]), _direct(model, folder / changed))
 
 
 def test_index_build_command_reports_the_counts(stage2_dir, folder, tmp_path, capsys):
@@ -124,6 +142,58 @@ def test_opening_something_that_is_not_an_index_fails_clearly(pipeline, folder, 
         connection.execute("CREATE TABLE songs (title TEXT)")
     with pytest.raises(DataError, match=r"not a mint index \(tables \['songs'\]\)"):
         build_index(pipeline, folder, tmp_path / "other.sqlite", progress=False)
+
+
+def test_an_index_of_the_previous_format_is_refused_and_rebuilt(pipeline, folder, tmp_path):
+    index_path = tmp_path / "old.sqlite"
+    with sqlite3.connect(index_path) as connection:  # format 1 kept float16 embeddings in the rows
+        connection.executescript(
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+            "CREATE TABLE clips (id INTEGER PRIMARY KEY, path TEXT, embedding BLOB);"
+            "INSERT INTO meta VALUES ('format', '1');"
+        )
+    with pytest.raises(DataError, match=r"index format '1'; this version reads 2: .* --rebuild"):
+        build_index(pipeline, folder, index_path, workers=0, progress=False)
+    report = build_index(pipeline, folder, index_path, workers=0, rebuild=True, progress=False)
+    assert report.added == 6 and len(pipeline.search(QUERY, index_path, k=6, rerank=0)) == 6
+
+
+def _committed(index_path: Path) -> int:
+    try:
+        with sqlite3.connect(f"{index_path.as_uri()}?mode=ro", uri=True) as connection:
+            return int(connection.execute("SELECT COUNT(*) FROM clips").fetchone()[0])
+    except sqlite3.OperationalError:  # not created yet
+        return 0
+
+
+def test_a_build_killed_midway_keeps_what_it_committed_and_resumes(stage2_dir, pipeline, clips, tmp_path):
+    root = tmp_path / "many"
+    root.mkdir()
+    for copy in range(16):
+        for clip in clips:
+            shutil.copy(clip, root / f"{copy:02d}-{clip.name}")
+    index_path = tmp_path / "index.sqlite"
+    command = [sys.executable, "-c", "from mint.cli.main import run; run()", "index", "build", str(root)]
+    options = ["--index", str(index_path), "--model", str(stage2_dir), "--batch-size", "1", "--workers", "0"]
+    build = subprocess.Popen([*command, *options, "--no-progress"], stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while _committed(index_path) < 3 and build.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.kill(build.pid, signal.SIGKILL)
+    assert build.wait() == -signal.SIGKILL, build.stderr.read().decode()
+    committed = _committed(index_path)
+    assert 3 <= committed < 96, "the build was not caught midway"
+
+    resumed = build_index(pipeline, root, index_path, workers=0, progress=False)
+    assert (resumed.unchanged, resumed.added, resumed.total) == (committed, 96 - committed, 96)
+    build_index(pipeline, root, tmp_path / "clean.sqlite", workers=0, progress=False)
+    hits = {hit.path: hit.similarity for hit in pipeline.search(QUERY, index_path, k=96, rerank=0)}
+    clean = {
+        hit.path: hit.similarity for hit in pipeline.search(QUERY, tmp_path / "clean.sqlite", k=96, rerank=0)
+    }
+    assert hits.keys() == clean.keys() and len(hits) == 96
+    # One clip at a time against four: the same embeddings up to batching and two int8 roundings.
+    np.testing.assert_allclose([hits[path] for path in clean], list(clean.values()), rtol=0, atol=3e-3)
 
 
 @pytest.fixture
@@ -190,12 +260,32 @@ def test_an_example_clip_finds_itself_first(pipeline, built, folder):
         assert hits[1].similarity < hits[0].similarity
 
 
-def test_chunked_scan_equals_one_pass(pipeline, built):
-    text = pipeline.embed_text(QUERY)[0]
-    whole_ids, whole = scan_scores(built, lambda chunk: text_similarity(chunk, text), chunk_rows=10_000)
-    one_ids, one = scan_scores(built, lambda chunk: text_similarity(chunk, text), chunk_rows=1)
-    np.testing.assert_array_equal(whole_ids, one_ids)
-    np.testing.assert_array_equal(whole, one)
+def test_an_index_with_its_vectors_in_qdrant_searches_as_the_built_in_one(
+    stage2_dir, pipeline, folder, tmp_path
+):
+    require_module("qdrant_client", "pip install 'mint-audio[qdrant]'")
+    url = f"qdrant-local://{tmp_path}/qdrant/clips"
+    engine, local = tmp_path / "qdrant.sqlite", tmp_path / "local.sqlite"
+    args = [
+        "index",
+        "build",
+        str(folder),
+        "--model",
+        str(stage2_dir),
+        "--index",
+        str(engine),
+        "--vectors",
+        url,
+    ]
+    assert main([*args, "--no-progress"]) == 0
+    build_index(pipeline, folder, local, workers=0, progress=False)
+    example = sorted((folder / "birds").glob("*.wav"))[0]
+    for query, rerank in ((QUERY, 6), (QUERY, 0), (example, 0)):
+        expected = pipeline.search(query, local, k=6, rerank=rerank)
+        found = pipeline.search(query, engine, k=6, rerank=rerank)
+        assert [hit.path for hit in found] == [hit.path for hit in expected]
+        # float32 in Qdrant against int8 residuals (the bound of _assert_stored_as on each element).
+        np.testing.assert_allclose([h.similarity for h in found], [h.similarity for h in expected], atol=3e-3)
 
 
 def test_a_candidate_deleted_after_indexing_is_left_out(pipeline, built):
@@ -215,3 +305,10 @@ def test_search_command_prints_ranked_files(stage2_dir, built, capsys):
     assert main(["search", "--audio", str(example), *args[2:]]) == 0
     assert main(["search", *args[2:]]) == 2
     assert "either a text QUERY or --audio" in capsys.readouterr().err
+
+
+def test_the_search_command_proposes_as_many_candidates_as_the_api():
+    from mint.cli.main import build_parser
+
+    args = build_parser().parse_args(["search", "x", "--index", "i", "--model", "m"])
+    assert args.candidates == DEFAULT_CANDIDATES

@@ -29,6 +29,7 @@ def _index_build(args: argparse.Namespace) -> int:
         args.workers,
         rebuild=args.rebuild,
         progress=args.progress,
+        vectors=args.vectors,
     )
     for skipped in report.skipped:
         print(f"skipped {skipped.path}: {skipped.reason}", file=sys.stderr)
@@ -46,7 +47,7 @@ def _search(args: argparse.Namespace) -> int:
         raise ConfigError("mint search: give either a text QUERY or --audio FILE, not both or neither")
     index = AudioIndex.open(args.index)
     query = args.query if args.query is not None else Path(args.audio)
-    hits = _pipeline(args).search(query, index, k=args.k, rerank=args.rerank)
+    hits = _pipeline(args).search(query, index, k=args.k, rerank=args.rerank, candidates=args.candidates)
     if args.json:
         print(json.dumps([hit.to_json() | {"file": str(index.root / hit.path)} for hit in hits], indent=2))
         return 0
@@ -104,9 +105,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     build.add_argument("audio_dir", metavar="AUDIO_DIR", help="folder of audio files (searched recursively)")
     build.add_argument(
-        "--index", required=True, metavar="PATH", help="the index file (SQLite), created if absent"
+        "--index",
+        required=True,
+        metavar="PATH",
+        help="the index file (SQLite), created if absent, with its vectors in PATH.vectors/",
     )
-    build.add_argument("--rebuild", action="store_true", help="start afresh (another folder or model)")
+    build.add_argument(
+        "--rebuild", action="store_true", help="start afresh (another folder, model or --vectors)"
+    )
+    build.add_argument(
+        "--vectors",
+        metavar="URL",
+        help="keep the vectors in Qdrant: qdrant://HOST:PORT/COLLECTION or qdrant-local:///DIR/COLLECTION "
+        "(default: files beside the index; set when the index is created or rebuilt)",
+    )
     build.add_argument("--workers", type=int, default=2, help="audio decoding threads; 0 decodes inline")
     build.add_argument("--json", action="store_true", help="print the report as JSON")
     build.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
@@ -120,6 +132,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     search.add_argument("--k", type=int, default=10, help="results to show (default 10)")
     search.add_argument(
         "--rerank", type=int, default=32, help="text queries: top ATC candidates re-ranked by ATM (0: none)"
+    )
+    search.add_argument(
+        "--candidates",
+        type=int,
+        default=512,
+        help="clips the candidate index proposes and ATC re-scores exactly (default 512)",
     )
     search.add_argument("--json", action="store_true", help="print the results as JSON")
     _model_options(search, 8)

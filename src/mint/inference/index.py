@@ -1,10 +1,16 @@
-"""The audio index: an audio folder's embeddings in one SQLite file (built by `mint.inference.indexing`).
+"""The audio index: an audio folder's embeddings, searchable at millions of clips (built by
+`mint.inference.indexing`, searched by `mint.inference.search`).
 
-Table `clips` has one row per audio file: its path relative to the indexed folder (with "/"), size,
-mtime (nanoseconds), SHA-256 and its per-query audio embeddings `[Nq, E]` as a float16 BLOB (16 KiB per
-clip at 32 queries x 256). Table `meta` records the folder, the embedding shape and the fingerprint of
-the model that embedded it (its config and own weights): searching or updating an index with another
-model is refused, since the embeddings would not be comparable.
+`PATH` is an SQLite file, the metadata store. Table `clips` has one row per audio file: its path relative
+to the indexed folder (with "/"), size, mtime (nanoseconds), SHA-256 and the slot of its embeddings in
+the vector files. Table `meta` records the folder, the embedding shape, the fingerprint of the model that
+embedded it (its config and own weights: searching or updating an index with another model is refused,
+since the embeddings would not be comparable), the committed slot count and a generation that every
+change of embeddings moves on.
+
+`PATH.vectors/` holds the query embeddings compressed (`mint.inference.vectors`, 8.6 KiB per clip at
+32 queries x 256) and the candidate index over their means (`mint.inference.candidates`). A replaced or
+deleted clip's old slot stays in the files unused until `--rebuild`.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import hashlib
 import json
 import os
 import sqlite3
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
@@ -23,9 +30,11 @@ import torch
 
 from mint.config import config_to_dict
 from mint.errors import ConfigError, DataError
+from mint.inference.candidates import IVF_MIN_CLIPS
+from mint.inference.stores import LOCAL, open_store
 from mint.modeling import MintModel
 
-INDEX_FORMAT = 1
+INDEX_FORMAT = 2
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS clips (
@@ -34,9 +43,10 @@ CREATE TABLE IF NOT EXISTS clips (
     size INTEGER NOT NULL,
     mtime_ns INTEGER NOT NULL,
     sha256 TEXT NOT NULL,
-    embedding BLOB NOT NULL
+    slot INTEGER NOT NULL UNIQUE
 );
 """
+_IN_CHUNK = 500  # SQLite's default limit on bound parameters is 999
 
 
 def model_fingerprint(model: MintModel) -> str:
@@ -54,6 +64,7 @@ class IndexInfo:
     fingerprint: str
     num_queries: int
     embed_dim: int
+    vectors: str = LOCAL  # where the vectors are: LOCAL (the files beside the index) or a vector database URL
 
 
 @dataclass(frozen=True)
@@ -62,15 +73,55 @@ class IndexEntry:
     path: str  # relative to the index root, with "/" separators
 
 
-class AudioIndex:
-    """An index file opened for reading; `AudioIndex.open(path)` checks that it is one."""
+@dataclass(frozen=True)
+class ClipFile:
+    """What the index records of a file besides its embeddings (to tell later whether it changed)."""
 
-    def __init__(self, path: Path, info: IndexInfo) -> None:
+    path: str  # relative to the index root, with "/" separators
+    size: int
+    mtime_ns: int
+    sha256: str
+
+
+def vector_folder(path: Path) -> Path:
+    """The folder beside the SQLite file that holds its vectors and candidate index."""
+    return path.with_name(path.name + ".vectors")
+
+
+def _meta_int(connection: sqlite3.Connection, key: str) -> int:
+    row = connection.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _live_slots(connection: sqlite3.Connection) -> np.ndarray:
+    return np.array([row[0] for row in connection.execute("SELECT slot FROM clips")], dtype=np.int64)
+
+
+def _in_chunks(values: Sequence) -> Iterator[tuple[str, list]]:
+    """(placeholders, values) for `... IN (placeholders)` queries over `values`, a bounded number at a time."""
+    for start in range(0, len(values), _IN_CHUNK):
+        part = list(values[start : start + _IN_CHUNK])
+        yield ",".join("?" * len(part)), part
+
+
+class AudioIndex:
+    """An index opened for reading; `AudioIndex.open(path)` checks that it is one.
+
+    The SQLite file holds the clips (path, file facts, vector slot) and the index facts; the vectors are in
+    a vector store (`mint.inference.stores`), brought up to date with the rows when it is searched.
+    """
+
+    def __init__(self, path: Path, info: IndexInfo, ivf_min_clips: int = IVF_MIN_CLIPS) -> None:
         self.path = path
         self.info = info
+        self.store = open_store(
+            info.vectors, vector_folder(path), info.num_queries, info.embed_dim, ivf_min_clips
+        )
+        self._generation = -1  # the generation the store was last refreshed to
+        self._lock = threading.Lock()  # a server's searches share the store; a refresh changes it
 
     @classmethod
-    def open(cls, path: str | os.PathLike) -> AudioIndex:
+    def open(cls, path: str | os.PathLike, ivf_min_clips: int = IVF_MIN_CLIPS) -> AudioIndex:
         path = Path(path)
         if not path.is_file():
             raise DataError(
@@ -80,11 +131,20 @@ class AudioIndex:
             info = read_info(connection, path)
         if info is None:
             raise DataError(f"{path}: an empty index (never built); run `mint index build` first")
-        return cls(path, info)
+        return cls(path, info, ivf_min_clips)
 
     @property
     def root(self) -> Path:
         return self.info.root
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> AudioIndex:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     @contextmanager
     def connection(self) -> Iterator[sqlite3.Connection]:
@@ -103,28 +163,198 @@ class AudioIndex:
                 "model that built it, or rebuild it with `mint index build --rebuild`"
             )
 
-    def scan(self, chunk_rows: int = 2048) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """(ids [n], float16 embeddings [n, Nq, E]) in id order, `chunk_rows` rows at a time."""
-        shape = (self.info.num_queries, self.info.embed_dim)
+    def refresh(self) -> None:
+        """Bring the store's derived state (the built-in candidate index) up to the committed clips."""
+        with self._lock, self.connection() as connection:
+            generation = _meta_int(connection, "generation")
+            if generation != self._generation:
+                self.store.refresh(_live_slots(connection), generation)
+                self._generation = generation
+
+    def search_slots(
+        self, query: np.ndarray, count: int, candidates: int, nprobe: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The store's (slots, scores) for `query` `[Q, E]` (`VectorStore.search`), refreshed first."""
+        self.refresh()
+        with self._lock:
+            return self.store.search(query, count, candidates, nprobe)
+
+    def ids_of_slots(self, slots: Sequence[int]) -> dict[int, int]:
+        """Clip id by slot, for the slots that still belong to a clip."""
+        found: dict[int, int] = {}
         with self.connection() as connection:
-            cursor = connection.execute("SELECT id, embedding FROM clips ORDER BY id")
-            while rows := cursor.fetchmany(chunk_rows):
-                ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
-                blob = b"".join(row[1] for row in rows)
-                yield ids, np.frombuffer(blob, dtype=np.float16).reshape(len(rows), *shape)
+            for marks, part in _in_chunks([int(slot) for slot in slots]):
+                found.update(connection.execute(f"SELECT slot, id FROM clips WHERE slot IN ({marks})", part))
+        return found
 
     def entries(self, ids: Sequence[int]) -> dict[int, IndexEntry]:
         found: dict[int, IndexEntry] = {}
         with self.connection() as connection:
-            for start in range(0, len(ids), 500):
-                part = [int(value) for value in ids[start : start + 500]]
-                marks = ",".join("?" * len(part))
+            for marks, part in _in_chunks([int(value) for value in ids]):
                 for row in connection.execute(f"SELECT id, path FROM clips WHERE id IN ({marks})", part):
                     found[row[0]] = IndexEntry(row[0], row[1])
         return found
 
     def audio_path(self, entry: IndexEntry) -> Path:
         return self.root / entry.path
+
+
+class IndexWriter:
+    """The one place that changes an index, in an order that survives being killed at any point:
+    vector rows are written past the committed ones and fsync'ed, then one SQLite transaction gives them
+    to their clips and moves the committed count; the candidate index is saved last (a cache, see
+    `mint.inference.candidates`). Open it with `IndexWriter.open` and close it (it is a context manager)."""
+
+    def __init__(
+        self, path: Path, connection: sqlite3.Connection, info: IndexInfo, ivf_min_clips: int = IVF_MIN_CLIPS
+    ) -> None:
+        self.path = path
+        self.info = info
+        self._connection = connection
+        self.store = open_store(
+            info.vectors, vector_folder(path), info.num_queries, info.embed_dim, ivf_min_clips
+        )
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike,
+        root: Path,
+        fingerprint: str,
+        num_queries: int,
+        embed_dim: int,
+        rebuild: bool = False,
+        vectors: str | None = None,
+        ivf_min_clips: int = IVF_MIN_CLIPS,
+    ) -> IndexWriter:
+        """Open (or create) the index at `path` for the folder `root` and the model `fingerprint`, its vectors
+        at `vectors` (`mint.inference.stores`; None: where they are, or LOCAL for a new index); `rebuild`
+        empties it first, which is also the way from another folder, model, vector store or index format."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        connection = connect(path, readonly=False)
+        try:
+            info = read_info(connection, path, check_format=not rebuild)
+            if rebuild and info is not None:
+                connection.executescript("DROP TABLE clips; DROP TABLE meta;")
+                info = None
+            connection.executescript(SCHEMA)
+            location = vectors if vectors is not None else info.vectors if info is not None else LOCAL
+            wanted = IndexInfo(root, fingerprint, num_queries, embed_dim, location)
+            if info is not None:
+                _check_same(path, info, wanted)
+            writer = cls(path, connection, wanted, ivf_min_clips)  # opening the store checks `vectors`
+            if info is None:
+                meta = {
+                    "format": str(INDEX_FORMAT),
+                    "root": str(root),
+                    "fingerprint": fingerprint,
+                    "num_queries": str(num_queries),
+                    "embed_dim": str(embed_dim),
+                    "vectors": location,
+                    "slots": "0",
+                    "generation": "0",
+                }
+                with connection:
+                    connection.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", meta.items())
+                writer.store.clear()
+        except BaseException:
+            connection.close()
+            raise
+        return writer
+
+    def __enter__(self) -> IndexWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.store.close()
+        self._connection.close()
+
+    def known(self) -> dict[str, ClipFile]:
+        rows = self._connection.execute("SELECT path, size, mtime_ns, sha256 FROM clips")
+        return {row[0]: ClipFile(*row) for row in rows}
+
+    def count(self) -> int:
+        return int(self._connection.execute("SELECT COUNT(*) FROM clips").fetchone()[0])
+
+    def touch(self, files: Sequence[ClipFile]) -> None:
+        """New size and mtime for files whose content (and so embedding) is unchanged."""
+        with self._connection:
+            self._connection.executemany(
+                "UPDATE clips SET size = ?, mtime_ns = ? WHERE path = ?",
+                [(file.size, file.mtime_ns, file.path) for file in files],
+            )
+
+    def upsert(self, files: Sequence[ClipFile], embeddings: np.ndarray) -> None:
+        """Add the files, or replace their embeddings: `embeddings` `[n, Nq, E]`, one row per file."""
+        if len(files) != len(embeddings):
+            raise ValueError(f"{len(files)} files but {len(embeddings)} embeddings")
+        if not files:
+            return
+        start = _meta_int(self._connection, "slots")
+        self.store.write(start, embeddings)
+        replaced = self._slots_of([file.path for file in files])
+        rows = [
+            (file.path, file.size, file.mtime_ns, file.sha256, start + offset)
+            for offset, file in enumerate(files)
+        ]
+        with self._connection:
+            self._connection.executemany(
+                "INSERT INTO clips (path, size, mtime_ns, sha256, slot) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT(path) DO UPDATE SET size = excluded.size, mtime_ns = excluded.mtime_ns, "
+                "sha256 = excluded.sha256, slot = excluded.slot",
+                rows,
+            )
+            self._set_meta(slots=start + len(files), generation=_meta_int(self._connection, "generation") + 1)
+        self.store.forget(replaced)
+
+    def delete(self, paths: Sequence[str]) -> None:
+        if not paths:
+            return
+        gone = self._slots_of(paths)
+        with self._connection:
+            self._connection.executemany("DELETE FROM clips WHERE path = ?", [(path,) for path in paths])
+            self._set_meta(generation=_meta_int(self._connection, "generation") + 1)
+        self.store.forget(gone)
+
+    def _slots_of(self, paths: Sequence[str]) -> np.ndarray:
+        slots: list[int] = []
+        for marks, part in _in_chunks(paths):
+            query = f"SELECT slot FROM clips WHERE path IN ({marks})"
+            slots += [row[0] for row in self._connection.execute(query, part)]
+        return np.array(slots, dtype=np.int64)
+
+    def _set_meta(self, **values: int) -> None:
+        self._connection.executemany(
+            "UPDATE meta SET value = ? WHERE key = ?", [(str(value), key) for key, value in values.items()]
+        )
+
+    def refresh_store(self) -> None:
+        """Bring what the store derives from the vectors (the built-in candidate index, trained again when
+        the clips have outgrown it) up to the committed clips and save it, so that searches need not."""
+        self.store.refresh(_live_slots(self._connection), _meta_int(self._connection, "generation"))
+        self.store.save()
+
+
+def _check_same(path: Path, info: IndexInfo, wanted: IndexInfo) -> None:
+    """Refuse to update an index for another folder, model or vector store."""
+    if info.root != wanted.root:
+        raise ConfigError(
+            f"{path}: the index is of the folder {info.root}, not {wanted.root}; use another --index, or --rebuild"
+        )
+    if info.fingerprint != wanted.fingerprint:
+        raise ConfigError(
+            f"{path}: the index was built with another model (fingerprint {info.fingerprint[:12]}, "
+            f"this model's is {wanted.fingerprint[:12]}); use another --index, or --rebuild to re-embed everything"
+        )
+    if info.vectors != wanted.vectors:
+        raise ConfigError(
+            f"{path}: the index keeps its vectors at {info.vectors or 'the files beside it'}, not "
+            f"{wanted.vectors or 'the files beside it'}; use another --index, or --rebuild"
+        )
 
 
 def connect(path: Path, readonly: bool) -> sqlite3.Connection:
@@ -139,7 +369,9 @@ def connect(path: Path, readonly: bool) -> sqlite3.Connection:
     return connection
 
 
-def read_info(connection: sqlite3.Connection, path: Path) -> IndexInfo | None:
+def read_info(connection: sqlite3.Connection, path: Path, check_format: bool = True) -> IndexInfo | None:
+    """The index facts, None for a database without them (new, or emptied); another program's database, or
+    (with `check_format`) an index of another format, is refused."""
     tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     if not {"meta", "clips"} <= tables:
         if tables:
@@ -149,7 +381,16 @@ def read_info(connection: sqlite3.Connection, path: Path) -> IndexInfo | None:
     if not meta:
         return None
     if meta.get("format") != str(INDEX_FORMAT):
-        raise DataError(f"{path}: index format {meta.get('format')!r}; this version reads {INDEX_FORMAT}")
+        if not check_format:
+            return IndexInfo(Path(meta.get("root", "")), "", 0, 0)
+        raise DataError(
+            f"{path}: index format {meta.get('format')!r}; this version reads {INDEX_FORMAT}: "
+            "build it again with `mint index build --rebuild`"
+        )
     return IndexInfo(
-        Path(meta["root"]), meta["fingerprint"], int(meta["num_queries"]), int(meta["embed_dim"])
+        Path(meta["root"]),
+        meta["fingerprint"],
+        int(meta["num_queries"]),
+        int(meta["embed_dim"]),
+        meta.get("vectors", LOCAL),
     )

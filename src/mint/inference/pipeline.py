@@ -38,7 +38,7 @@ from mint.inference.embedding import (
 )
 from mint.inference.index import AudioIndex, model_fingerprint
 from mint.inference.inputs import AudioInput, as_batch, chunks, load_clip
-from mint.inference.search import SearchHit, search_index
+from mint.inference.search import DEFAULT_CANDIDATES, SearchHit, search_index
 from mint.modeling import MintModel
 from mint.modeling.outputs import AudioFeatures
 from mint.objectives.contrastive import audio_text_similarity
@@ -314,9 +314,13 @@ class MintPipeline:
         k: int = 10,
         rerank: int = 32,
         sample_rate: int | None = None,
+        candidates: int = DEFAULT_CANDIDATES,
     ) -> list[SearchHit]:
         """The `k` clips of `index` nearest to `query`: a `str` is a text query, anything else one example
         clip (pass a path as `pathlib.Path`). See `mint.inference.search.search_index`."""
         if not isinstance(index, AudioIndex):
-            index = AudioIndex.open(index)
-        return search_index(self, index, query, k=k, rerank=rerank, sample_rate=sample_rate)
+            with AudioIndex.open(index) as opened:
+                return self.search(query, opened, k, rerank, sample_rate, candidates)
+        return search_index(
+            self, index, query, k=k, rerank=rerank, sample_rate=sample_rate, candidates=candidates
+        )

@@ -1,37 +1,39 @@
 """Searching an `AudioIndex` with a text or an example clip.
 
-Text query: every clip's ATC similarity to the text (the best of its Nq query embeddings), computed
-with numpy over the stored float16 embeddings a chunk of rows at a time, so memory holds one chunk and
-one score per clip (100k clips x 32 queries x 256 dims is 1.6 GB on disk, but never in memory at once).
-The top `rerank` clips under ATC are then re-scored with ATM (the Bridge-Net's joint audio-text pass);
-ATM needs the clips' encoder features, so their audio is decoded and encoded again from the indexed
-folder. Re-ranked clips come first, in the order of `rerank_score` (ATC similarity + w x ATM log-odds,
-w the model's `rerank_weight`, as `mint eval retrieve` scores); the remaining places of the top `k` keep
-ATC order. A candidate whose file is gone or unreadable is left out.
+Text query: first the `candidates` clips whose mean query embedding is nearest the text, from the
+candidate index (exact below 50k clips, faiss IVF above: `mint.inference.candidates`); then each
+candidate's exact ATC similarity (the best of its Nq stored query embeddings, `mint.inference.vectors`),
+which orders them. The top `rerank` clips under ATC are then re-scored with ATM (the Bridge-Net's joint
+audio-text pass); ATM needs the clips' encoder features, so their audio is decoded and encoded again from
+the indexed folder. Re-ranked clips come first, in the order of `rerank_score` (ATC similarity + w x ATM
+log-odds, w the model's `rerank_weight`, as `mint eval retrieve` scores); the remaining places of the top
+`k` keep ATC order. A candidate whose file is gone or unreadable is left out.
 
 Example-clip query: ATM scores audio against text and has no audio-audio form, so the ranking is by
 embedding similarity alone: for each query embedding of the example its best match among the clip's
 query embeddings, averaged over the example's queries (a set-to-set similarity in the spirit of ATC's
-best-query rule).
+best-query rule); the candidates are the clips whose mean embedding is nearest the example's.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
 from mint.errors import ConfigError, MintError
+from mint.inference.candidates import DEFAULT_NPROBE
 from mint.inference.index import AudioIndex, IndexEntry
 from mint.inference.inputs import AudioInput
 from mint.objectives.matching import rerank_score
 
 logger = logging.getLogger(__name__)
 
-SCAN_ROWS = 2048
+# Clips re-scored exactly per query. 200 held every exact top-10 of 1M synthetic clips (docs/performance.md);
+# more costs ~10 us each.
+DEFAULT_CANDIDATES = 512
 
 
 class Embedder(Protocol):
@@ -80,39 +82,28 @@ class SearchHit:
         }
 
 
-def text_similarity(embeddings: np.ndarray, text: np.ndarray) -> np.ndarray:
-    """`[n]`: for clips `[n, Nq, E]` and one text `[E]`, the best query's dot product (ATC)."""
-    # einsum casts the float16 rows block by block instead of materialising a float32 copy (twice as fast).
-    return np.einsum(
-        "nqe,e->nq", embeddings, text.astype(np.float32), dtype=np.float32, casting="unsafe"
-    ).max(axis=1)
-
-
-def audio_similarity(embeddings: np.ndarray, example: np.ndarray) -> np.ndarray:
-    """`[n]`: for clips `[n, Nq, E]` and an example `[Q, E]`, the mean over the example's queries of their
-    best dot product with a query of the clip."""
-    pairs = np.einsum(
-        "nqe,pe->nqp", embeddings, example.astype(np.float32), dtype=np.float32, casting="unsafe"
-    )
-    return pairs.max(axis=1).mean(axis=1)
-
-
-def scan_scores(
-    index: AudioIndex, score: Callable[[np.ndarray], np.ndarray], chunk_rows: int = SCAN_ROWS
-) -> tuple[np.ndarray, np.ndarray]:
-    """(ids, float64 scores) of every clip of the index, scored chunk by chunk."""
-    ids, scores = [], []
-    for chunk_ids, embeddings in index.scan(chunk_rows):
-        ids.append(chunk_ids)
-        scores.append(score(embeddings).astype(np.float64))
-    if not ids:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
-    return np.concatenate(ids), np.concatenate(scores)
-
-
 def ranked(ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
     """Positions of `ids` by score, highest first; ties go to the lower id."""
     return np.lexsort((ids, -scores))
+
+
+def rank_clips(
+    index: AudioIndex,
+    query: np.ndarray,
+    count: int,
+    candidates: int = DEFAULT_CANDIDATES,
+    nprobe: int = DEFAULT_NPROBE,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, float64 scores) of the best `count` clips for `query` `[Q, E]` (a text's embedding, or an
+    example clip's), best first: `candidates` clips proposed by their mean embedding and scored exactly by
+    the index's vector store (`mint.inference.stores`)."""
+    slots, scores = index.search_slots(np.atleast_2d(query), count, candidates, nprobe)
+    owners = index.ids_of_slots(slots.tolist())  # a clip deleted since the last refresh has no owner
+    kept = np.array([slot in owners for slot in slots.tolist()], dtype=bool)
+    ids = np.array([owners[slot] for slot in slots[kept].tolist()], dtype=np.int64)
+    scores = np.asarray(scores, dtype=np.float64)[kept]
+    order = ranked(ids, scores)[:count]
+    return ids[order], scores[order]
 
 
 def _match_candidates(
@@ -141,35 +132,38 @@ def search_index(
     k: int = 10,
     rerank: int = 32,
     sample_rate: int | None = None,
+    candidates: int = DEFAULT_CANDIDATES,
+    nprobe: int = DEFAULT_NPROBE,
 ) -> list[SearchHit]:
     """The top `k` clips for a text (`str`) or one example clip; `rerank` text candidates go through ATM
-    (0: ATC alone). See the module docstring."""
-    if k < 1 or rerank < 0:
-        raise ConfigError(f"k and rerank: expected k >= 1 and rerank >= 0, got k={k}, rerank={rerank}")
+    (0: ATC alone); `candidates` and `nprobe` set the candidate search (`rank_clips`). See the module
+    docstring."""
+    if k < 1 or rerank < 0 or candidates < 1 or nprobe < 1:
+        raise ConfigError(
+            "k, rerank, candidates and nprobe: expected k, candidates, nprobe >= 1 and rerank >= 0, got "
+            f"k={k}, rerank={rerank}, candidates={candidates}, nprobe={nprobe}"
+        )
     index.check_model(embedder.fingerprint)
     is_text = isinstance(query, str)
     if is_text:
         if not query.strip():
             raise ConfigError("query: expected a non-empty text")
-        text = embedder.embed_text(query)[0]
-        ids, scores = scan_scores(index, lambda chunk: text_similarity(chunk, text))
+        embeddings = embedder.embed_text(query)
     else:
         if isinstance(query, list):
             raise ConfigError("query: expected one example clip, got a list")
-        example = embedder.embed_audio(query, sample_rate=sample_rate)[0]
-        ids, scores = scan_scores(index, lambda chunk: audio_similarity(chunk, example))
+        embeddings = embedder.embed_audio(query, sample_rate=sample_rate)[0]
         rerank = 0
-    order = ranked(ids, scores)
-    rerank = min(rerank, len(order))
-    wanted = order[: rerank + k]
-    entries = index.entries(ids[wanted].tolist())
-    similarity = dict(zip(ids[wanted].tolist(), scores[wanted].tolist(), strict=True))
-    candidates = [entries[int(value)] for value in ids[order[:rerank]] if int(value) in entries]
-    matches = _match_candidates(embedder, index, candidates, query) if rerank else {}
+    ids, scores = rank_clips(index, embeddings, rerank + k, candidates, nprobe)
+    rerank = min(rerank, len(ids))
+    entries = index.entries(ids.tolist())
+    similarity = dict(zip(ids.tolist(), scores.tolist(), strict=True))
+    first_stage = [entries[int(value)] for value in ids[:rerank] if int(value) in entries]
+    matches = _match_candidates(embedder, index, first_stage, query) if rerank else {}
     weight = embedder.rerank_weight
     scores = {clip: float(rerank_score(similarity[clip], match, weight)) for clip, match in matches.items()}
     first = sorted(scores, key=lambda clip: (-scores[clip], -similarity[clip], clip))
-    rest = [int(value) for value in ids[order[rerank : rerank + k]] if int(value) in entries]
+    rest = [int(value) for value in ids[rerank : rerank + k] if int(value) in entries]
     return [
         SearchHit(rank, entries[clip].path, similarity[clip], matches.get(clip), clip, scores.get(clip))
         for rank, clip in enumerate([*first, *rest][:k], start=1)
