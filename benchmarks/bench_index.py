@@ -109,7 +109,7 @@ def serve(path: Path) -> dict:
     latencies, found = [], 0
     for text, expected in zip(texts, exact, strict=True):
         began = time.perf_counter()
-        ids, _ = rank_clips(index, text, 10)
+        ids = rank_clips(index, text, 10).ids
         paths = [entry.path for entry in index.entries(ids.tolist()).values()]
         latencies.append(time.perf_counter() - began)
         found += len({int(p[4:11]) for p in paths} & set(expected.tolist()))
@@ -120,7 +120,6 @@ def serve(path: Path) -> dict:
         began = time.perf_counter()
         for start in range(0, subset, 2048):
             vectors.text_scores(np.arange(start, min(start + 2048, subset)), text)
-        vectors.release()
         scans.append(time.perf_counter() - began)
     return {
         "open_s": opening,

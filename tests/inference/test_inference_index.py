@@ -53,9 +53,8 @@ def folder(tmp_path, clips) -> Path:
 
 def _rows(index_path: Path) -> dict[str, tuple]:
     with sqlite3.connect(index_path) as connection:
-        return {
-            row[0]: row[1:] for row in connection.execute("SELECT path, mtime_ns, sha256, slot FROM clips")
-        }
+        query = "SELECT path, mtime_ns, sha256, slot FROM clips JOIN windows ON windows.clip = clips.id"
+        return {row[0]: row[1:] for row in connection.execute(query)}
 
 
 def _stored(index_path: Path, slot: int) -> np.ndarray:

@@ -63,14 +63,15 @@ def _scan(index: AudioIndex, text: np.ndarray, k: int) -> tuple[np.ndarray, np.n
     """The reference: every clip's stored queries decoded, the best one's dot product with `text`, the top
     `k` by score (ties to the lower id)."""
     with sqlite3.connect(index.path) as connection:
-        rows = np.array(connection.execute("SELECT id, slot FROM clips").fetchall(), dtype=np.int64)
+        rows = np.array(connection.execute("SELECT clip, slot FROM windows").fetchall(), dtype=np.int64)
     scores = (index.store.vectors.embeddings(rows[:, 1]) @ text).max(axis=1)
     order = np.lexsort((rows[:, 0], -scores))[:k]
     return rows[order, 0], scores[order]
 
 
 def _ranked(index: AudioIndex, text: np.ndarray, k: int, **options) -> tuple[np.ndarray, np.ndarray]:
-    return rank_clips(index, text, k, **options)
+    found = rank_clips(index, text, k, **options)
+    return found.ids, found.scores
 
 
 def _candidates(index: AudioIndex) -> CandidateIndex:

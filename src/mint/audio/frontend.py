@@ -169,7 +169,7 @@ def pad_batch(clips: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
     return batch, lengths
 
 
-def _resampled_length(frames: int, orig_sr: int, target_sr: int) -> int:
+def resampled_length(frames: int, orig_sr: int, target_sr: int) -> int:
     # soxr rounds the output length to the nearest sample (halves up); integer maths avoids float error.
     return (2 * frames * target_sr + orig_sr) // (2 * orig_sr)
 
@@ -188,21 +188,35 @@ def _plan_window(
     frames: int, orig_sr: int, target_sr: int, max_samples: int, rng: np.random.Generator | None
 ) -> _Window:
     """Choose the crop on the output grid and the source frames that produce it."""
-    total = _resampled_length(frames, orig_sr, target_sr)
+    total = resampled_length(frames, orig_sr, target_sr)
     if total <= max_samples:
         return _Window(0, frames, 0, total)
-    out_start = _window_start(total, max_samples, rng)
+    return plan_span(frames, orig_sr, target_sr, _window_start(total, max_samples, rng), max_samples)
+
+
+def plan_span(frames: int, orig_sr: int, target_sr: int, out_start: int, length: int) -> _Window:
+    """The source frames to decode for output samples `[out_start, out_start + length)` of a `frames`-long
+    source, with enough context for the resampling filter."""
     if orig_sr == target_sr:
-        return _Window(out_start, out_start + max_samples, 0, max_samples)
+        return _Window(out_start, out_start + length, 0, length)
     # A chunk starting at source frame a resamples onto the time grid a/orig_sr + k/target_sr, which
     # coincides with the whole clip's grid only if a * target_sr / orig_sr is whole, i.e. a is a
     # multiple of `step`. Rounding the start down to one costs at most a second of extra decoding.
     step = orig_sr // math.gcd(orig_sr, target_sr)
     context = -(-_CONTEXT_SAMPLES * orig_sr // min(orig_sr, target_sr))
     read_start = max(0, (out_start * orig_sr // target_sr - context) // step * step)
-    read_stop = min(frames, -(-(out_start + max_samples) * orig_sr // target_sr) + context)
+    read_stop = min(frames, -(-(out_start + length) * orig_sr // target_sr) + context)
     keep_start = out_start - read_start * target_sr // orig_sr
-    return _Window(read_start, read_stop, keep_start, max_samples)
+    return _Window(read_start, read_stop, keep_start, length)
+
+
+def _seekable(source: AudioSource) -> AudioSource:
+    if hasattr(source, "read") and not (hasattr(source, "seekable") and source.seekable()):
+        # The header and then the window are read in two passes, so a pipe is buffered first.
+        buffered = io.BytesIO(source.read())
+        buffered.name = describe_source(source)
+        return buffered
+    return source
 
 
 class AudioFrontend:
@@ -225,11 +239,7 @@ class AudioFrontend:
 
     def load(self, source: AudioSource, rng: np.random.Generator | None = None) -> np.ndarray:
         """Decode only the window needed from ``source`` and return it as ``[N]`` float32."""
-        if hasattr(source, "read") and not (hasattr(source, "seekable") and source.seekable()):
-            # The header and then the window are read in two passes, so a pipe is buffered first.
-            buffered = io.BytesIO(source.read())
-            buffered.name = describe_source(source)
-            source = buffered
+        source = _seekable(source)
         info = audio_info(source)
         window = _plan_window(info.frames, info.sample_rate, self.sample_rate, self.max_samples, rng)
         name = describe_source(source)
@@ -246,6 +256,16 @@ class AudioFrontend:
         window = _plan_window(len(array), sample_rate, self.sample_rate, self.max_samples, rng)
         self._check_window(window, len(array), sample_rate, "samples")
         return self._finish(array[window.read_start : window.read_stop], sample_rate, window, "samples")
+
+    def reader(self, source: AudioSource) -> AudioReader:
+        """Any span of ``source`` on demand (long audio read window by window, `mint.audio.windows`)."""
+        return AudioReader(self, source=_seekable(source))
+
+    def samples_reader(self, samples: np.ndarray, sample_rate: int) -> AudioReader:
+        """Any span of audio already in memory, ``[frames]`` or ``[frames, channels]``."""
+        return AudioReader(
+            self, samples=validate_samples(samples), sample_rate=_check_rate(sample_rate, "sample_rate")
+        )
 
     def _check_window(self, window: _Window, frames: int, sample_rate: int, name: str) -> None:
         if window.keep_length == 0:
@@ -265,3 +285,45 @@ class AudioFrontend:
                 f"{name}: samples reach {peak:.3g}, far outside [-1, 1]; resampling them overflowed to NaN/inf"
             )
         return clip
+
+
+class AudioReader:
+    """One input, file or array, of which any span at the front end's rate can be read: a file decodes only
+    that span and the resampling filter's context, so reading a long recording a window at a time holds one
+    window in memory. ``total`` is its length in output samples."""
+
+    def __init__(
+        self,
+        frontend: AudioFrontend,
+        source: AudioSource | None = None,
+        samples: np.ndarray | None = None,
+        sample_rate: int | None = None,
+    ) -> None:
+        self.frontend = frontend
+        self._source = source
+        self._samples = samples
+        if source is not None:
+            info = audio_info(source)
+            self.name = describe_source(source)
+            self._frames, self._rate = info.frames, info.sample_rate
+        else:
+            self.name = "samples"
+            self._frames, self._rate = len(samples), sample_rate
+        self.total = resampled_length(self._frames, self._rate, frontend.sample_rate)
+        frontend._check_window(_Window(0, self._frames, 0, self.total), self._frames, self._rate, self.name)
+
+    @property
+    def seconds(self) -> float:
+        return self.total / self.frontend.sample_rate
+
+    def read(self, start: int, length: int) -> np.ndarray:
+        """Output samples ``[start, start + length)``, cut at the end; ``[N]`` float32."""
+        length = min(length, self.total - start)
+        if start < 0 or length < 1:
+            raise AudioError(f"{self.name}: no samples at {start} (it has {self.total})")
+        window = plan_span(self._frames, self._rate, self.frontend.sample_rate, start, length)
+        if self._source is not None:
+            chunk = read_audio(self._source, window.read_start, window.read_stop - window.read_start).samples
+        else:
+            chunk = self._samples[window.read_start : window.read_stop]
+        return self.frontend._finish(chunk, self._rate, window, self.name)

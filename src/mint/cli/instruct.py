@@ -88,29 +88,49 @@ def _generation_kwargs(args: argparse.Namespace) -> dict:
     return settings
 
 
-def _caption(args: argparse.Namespace) -> int:
-    from mint.data.instructions import evaluation_instruction
+def _pipeline(args: argparse.Namespace):
+    from mint.inference import MintPipeline
 
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size: expected >= 1, got {args.batch_size}")
+    pipeline = MintPipeline.from_pretrained(
+        args.model, device=args.device or "auto", batch_size=args.batch_size
+    )
+    if not pipeline.has_llm:
+        raise ConfigError(
+            f"--model {args.model}: a stage-1 model (no LLM); this command needs a stage-2 model"
+        )
+    return pipeline
+
+
+def _caption(args: argparse.Namespace) -> int:
+    """Captions through `MintPipeline.caption`, so a file longer than the model's clip is read window by
+    window (`model.windowing`); a batch with an unreadable file is captioned file by file to skip it."""
     settings = _generation_kwargs(args)
-    model = _load_model(args)
-    instruction = args.instruction or evaluation_instruction("caption")
-    clips, failed = _read_audio(model, args.files)
-    for paths, audio in _batches(model, clips, args.batch_size):
-        texts = model.generate(audio, [instruction] * len(paths), **settings)
-        for path, text in zip(paths, texts, strict=True):
+    pipeline = _pipeline(args)
+    failed: list[tuple[str, str]] = []
+    for start in range(0, len(args.files), args.batch_size):
+        part = args.files[start : start + args.batch_size]
+        try:
+            captioned = list(zip(part, pipeline.caption(part, args.instruction, **settings), strict=True))
+        except MintError:
+            if len(args.files) == 1:
+                raise
+            captioned = []
+            for path in part:
+                try:
+                    captioned.append((path, pipeline.caption(path, args.instruction, **settings)))
+                except MintError as error:
+                    failed.append((path, str(error)))
+        for path, text in captioned:
             print(f"{path}\t{text}")
+    if len(failed) == len(args.files):
+        raise AudioError(f"none of the {len(args.files)} files could be read (first: {failed[0][1]})")
     return _report_failures(failed)
 
 
 def _ask(args: argparse.Namespace) -> int:
-    from mint.data.instructions import evaluation_instruction
-
-    settings = _generation_kwargs(args)
-    model = _load_model(args)
-    instruction = evaluation_instruction("qa", question=args.question)
-    clips, _ = _read_audio(model, [args.file])
-    for _, audio in _batches(model, clips, 1):
-        print(model.generate(audio, [instruction], **settings)[0])
+    print(_pipeline(args).ask(args.file, args.question, **_generation_kwargs(args)))
     return 0
 
 

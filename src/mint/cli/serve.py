@@ -57,6 +57,24 @@ def _search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _clock(seconds: float) -> str:
+    minutes, rest = divmod(seconds, 60)
+    return f"{int(minutes):02d}:{rest:04.1f}"
+
+
+def _locate(args: argparse.Namespace) -> int:
+    if args.top < 1:
+        raise ConfigError(f"--top: expected >= 1, got {args.top}")
+    windows = _pipeline(args).locate(Path(args.file), args.text)
+    best = sorted(windows, key=lambda window: -window.similarity)[: args.top]
+    if args.json:
+        print(json.dumps([window.__dict__ for window in best], indent=2))
+        return 0
+    for window in best:
+        print(f"{_clock(window.start)}-{_clock(window.end)}  {window.similarity:7.4f}")
+    return 0
+
+
 def _serve(args: argparse.Namespace) -> int:
     try:
         import uvicorn
@@ -142,6 +160,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     search.add_argument("--json", action="store_true", help="print the results as JSON")
     _model_options(search, 8)
     search.set_defaults(func=_search)
+
+    locate = subparsers.add_parser(
+        "locate", help="where in a recording of any length a text is heard (its best windows, with times)"
+    )
+    locate.add_argument("file", metavar="FILE")
+    locate.add_argument("text", metavar="TEXT", help="a text describing the sound")
+    locate.add_argument("--top", type=int, default=5, help="windows to show, best first (default 5)")
+    locate.add_argument("--json", action="store_true", help="print the windows as JSON")
+    _model_options(locate, 8)
+    locate.set_defaults(func=_locate)
 
     serve = subparsers.add_parser("serve", help="HTTP API and web page (caption, ask, classify, search)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")

@@ -73,10 +73,12 @@ def eval_frontend(model: MintModel) -> AudioFrontend:
 
 @dataclass
 class AudioBatch:
-    """`indices` are positions in the record list; `audio` the model's normalised encoder output."""
+    """`indices` are positions in the record list; `audio` the model's normalised encoder output; `seconds`
+    each clip's length as decoded (cropped to the model's clip length)."""
 
     indices: list[int]
     audio: AudioFeatures
+    seconds: list[float]
 
 
 class AudioStream:
@@ -132,7 +134,8 @@ class AudioStream:
     def _encode(self, indices: list[int], waveforms: list[np.ndarray]) -> AudioBatch:
         device = self.model.audio_proj.weight.device
         batch, lengths = pad_batch(waveforms)
-        return AudioBatch(indices, self.model.encode_audio(batch.to(device), lengths.to(device)))
+        seconds = [length / self.model.sample_rate for length in lengths.tolist()]
+        return AudioBatch(indices, self.model.encode_audio(batch.to(device), lengths.to(device)), seconds)
 
     def __iter__(self) -> Iterator[AudioBatch]:
         frontend = eval_frontend(self.model)

@@ -42,9 +42,15 @@ CREATE TABLE IF NOT EXISTS clips (
     path TEXT NOT NULL UNIQUE,
     size INTEGER NOT NULL,
     mtime_ns INTEGER NOT NULL,
-    sha256 TEXT NOT NULL,
-    slot INTEGER NOT NULL UNIQUE
+    sha256 TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS windows (
+    slot INTEGER PRIMARY KEY,
+    clip INTEGER NOT NULL,
+    start REAL NOT NULL,
+    end REAL
+);
+CREATE INDEX IF NOT EXISTS windows_by_clip ON windows (clip);
 """
 _IN_CHUNK = 500  # SQLite's default limit on bound parameters is 999
 
@@ -74,6 +80,15 @@ class IndexEntry:
 
 
 @dataclass(frozen=True)
+class ClipWindow:
+    """Which clip a stored embedding set belongs to, and the part of it (seconds; `end` None: all of it)."""
+
+    clip: int
+    start: float = 0.0
+    end: float | None = None
+
+
+@dataclass(frozen=True)
 class ClipFile:
     """What the index records of a file besides its embeddings (to tell later whether it changed)."""
 
@@ -94,7 +109,7 @@ def _meta_int(connection: sqlite3.Connection, key: str) -> int:
 
 
 def _live_slots(connection: sqlite3.Connection) -> np.ndarray:
-    return np.array([row[0] for row in connection.execute("SELECT slot FROM clips")], dtype=np.int64)
+    return np.array([row[0] for row in connection.execute("SELECT slot FROM windows")], dtype=np.int64)
 
 
 def _in_chunks(values: Sequence) -> Iterator[tuple[str, list]]:
@@ -179,12 +194,13 @@ class AudioIndex:
         with self._lock:
             return self.store.search(query, count, candidates, nprobe)
 
-    def ids_of_slots(self, slots: Sequence[int]) -> dict[int, int]:
-        """Clip id by slot, for the slots that still belong to a clip."""
-        found: dict[int, int] = {}
+    def windows_of_slots(self, slots: Sequence[int]) -> dict[int, ClipWindow]:
+        """The clip window each slot holds, for the slots that still belong to a clip."""
+        found: dict[int, ClipWindow] = {}
         with self.connection() as connection:
             for marks, part in _in_chunks([int(slot) for slot in slots]):
-                found.update(connection.execute(f"SELECT slot, id FROM clips WHERE slot IN ({marks})", part))
+                query = f"SELECT slot, clip, start, end FROM windows WHERE slot IN ({marks})"
+                found.update((row[0], ClipWindow(*row[1:])) for row in connection.execute(query, part))
         return found
 
     def entries(self, ids: Sequence[int]) -> dict[int, IndexEntry]:
@@ -236,7 +252,7 @@ class IndexWriter:
         try:
             info = read_info(connection, path, check_format=not rebuild)
             if rebuild and info is not None:
-                connection.executescript("DROP TABLE clips; DROP TABLE meta;")
+                connection.executescript("DROP TABLE clips; DROP TABLE meta; DROP TABLE IF EXISTS windows;")
                 info = None
             connection.executescript(SCHEMA)
             location = vectors if vectors is not None else info.vectors if info is not None else LOCAL
@@ -288,42 +304,72 @@ class IndexWriter:
                 [(file.size, file.mtime_ns, file.path) for file in files],
             )
 
-    def upsert(self, files: Sequence[ClipFile], embeddings: np.ndarray) -> None:
-        """Add the files, or replace their embeddings: `embeddings` `[n, Nq, E]`, one row per file."""
-        if len(files) != len(embeddings):
-            raise ValueError(f"{len(files)} files but {len(embeddings)} embeddings")
+    def upsert(
+        self,
+        files: Sequence[ClipFile],
+        embeddings: Sequence[np.ndarray] | np.ndarray,
+        spans: Sequence[Sequence[tuple[float, float | None]]] | None = None,
+    ) -> None:
+        """Add the files, or replace their embeddings. `embeddings` holds each file's `[W, Nq, E]` (its
+        windows; an `[n, Nq, E]` array: one window each) and `spans` each window's (start, end) in
+        seconds (None: each file whole)."""
+        if len(files) != len(embeddings) or (spans is not None and len(spans) != len(files)):
+            raise ValueError(
+                f"{len(files)} files, {len(embeddings)} embedding sets, {spans and len(spans)} spans"
+            )
         if not files:
             return
+        sets = [np.asarray(value)[None] if np.ndim(value) == 2 else np.asarray(value) for value in embeddings]
+        spans = spans if spans is not None else [[(0.0, None)]] * len(files)
+        if any(len(windows) != len(span) for windows, span in zip(sets, spans, strict=True)):
+            raise ValueError("each file needs one span per window")
         start = _meta_int(self._connection, "slots")
-        self.store.write(start, embeddings)
+        self.store.write(start, np.concatenate(sets))
         replaced = self._slots_of([file.path for file in files])
-        rows = [
-            (file.path, file.size, file.mtime_ns, file.sha256, start + offset)
-            for offset, file in enumerate(files)
-        ]
+        rows = [(file.path, file.size, file.mtime_ns, file.sha256) for file in files]
         with self._connection:
             self._connection.executemany(
-                "INSERT INTO clips (path, size, mtime_ns, sha256, slot) VALUES (?, ?, ?, ?, ?) "
+                "INSERT INTO clips (path, size, mtime_ns, sha256) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT(path) DO UPDATE SET size = excluded.size, mtime_ns = excluded.mtime_ns, "
-                "sha256 = excluded.sha256, slot = excluded.slot",
+                "sha256 = excluded.sha256",
                 rows,
             )
-            self._set_meta(slots=start + len(files), generation=_meta_int(self._connection, "generation") + 1)
+            ids = self._ids_of([file.path for file in files])
+            self._connection.executemany(
+                "DELETE FROM windows WHERE clip = ?", [(ids[file.path],) for file in files]
+            )
+            windows, slot = [], start
+            for file, span in zip(files, spans, strict=True):
+                for window_start, window_end in span:
+                    windows.append((slot, ids[file.path], window_start, window_end))
+                    slot += 1
+            self._connection.executemany(
+                "INSERT INTO windows (slot, clip, start, end) VALUES (?, ?, ?, ?)", windows
+            )
+            self._set_meta(slots=slot, generation=_meta_int(self._connection, "generation") + 1)
         self.store.forget(replaced)
 
     def delete(self, paths: Sequence[str]) -> None:
         if not paths:
             return
         gone = self._slots_of(paths)
+        ids = list(self._ids_of(paths).values())
         with self._connection:
-            self._connection.executemany("DELETE FROM clips WHERE path = ?", [(path,) for path in paths])
+            self._connection.executemany("DELETE FROM windows WHERE clip = ?", [(clip,) for clip in ids])
+            self._connection.executemany("DELETE FROM clips WHERE id = ?", [(clip,) for clip in ids])
             self._set_meta(generation=_meta_int(self._connection, "generation") + 1)
         self.store.forget(gone)
+
+    def _ids_of(self, paths: Sequence[str]) -> dict[str, int]:
+        ids: dict[str, int] = {}
+        for marks, part in _in_chunks(paths):
+            ids.update(self._connection.execute(f"SELECT path, id FROM clips WHERE path IN ({marks})", part))
+        return ids
 
     def _slots_of(self, paths: Sequence[str]) -> np.ndarray:
         slots: list[int] = []
         for marks, part in _in_chunks(paths):
-            query = f"SELECT slot FROM clips WHERE path IN ({marks})"
+            query = f"SELECT w.slot FROM windows w JOIN clips c ON w.clip = c.id WHERE c.path IN ({marks})"
             slots += [row[0] for row in self._connection.execute(query, part)]
         return np.array(slots, dtype=np.int64)
 

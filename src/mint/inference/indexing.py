@@ -4,7 +4,9 @@
 * a file whose size or mtime changed is hashed; the same content (a copy or a `touch`) only updates
   the row's size and mtime, other content is embedded again;
 * new files are embedded; rows of files no longer in the folder are deleted;
-* files that cannot be read or decoded are skipped and reported (a stale row of theirs is deleted).
+* files that cannot be read or decoded are skipped and reported (a stale row of theirs is deleted);
+* a file longer than the model's clip is embedded as its windows (`model.windowing`), each with its time
+  span; a search finds it by its best window and says which.
 
 Embedding is committed batch by batch, so an interrupted build (even `kill -9`) keeps what it finished
 and the next call goes on from there (`mint.inference.index.IndexWriter`). Audio is decoded
@@ -22,9 +24,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
+from tqdm import tqdm
 
+from mint.audio.decode import audio_info
+from mint.audio.frontend import resampled_length
 from mint.data.manifest import ManifestRecord
-from mint.errors import DataError
+from mint.errors import DataError, MintError
 from mint.inference.embedding import AudioStream
 from mint.inference.index import ClipFile, IndexWriter
 from mint.storage import sha256_file
@@ -106,6 +111,18 @@ def _classify_files(
     return pending, seen, unreadable
 
 
+def _is_long(path: Path, pipeline: MintPipeline) -> bool:
+    """Whether the file is longer than the model's clip (a header it cannot read: no, so the batched
+    stream reports it)."""
+    try:
+        info = audio_info(path)
+    except (MintError, OSError):
+        return False
+    return (
+        resampled_length(info.frames, info.sample_rate, pipeline.sample_rate) > pipeline.frontend.max_samples
+    )
+
+
 def _embed(
     writer: IndexWriter,
     pipeline: MintPipeline,
@@ -115,21 +132,38 @@ def _embed(
     workers: int,
     progress: bool,
 ) -> set[str]:
-    """Embed `pending` in batches, upserting each; returns the relative paths that failed to decode."""
+    """Embed `pending`, upserting batch by batch (a file longer than the model's clip on its own, as its
+    windows); returns the relative paths that failed to decode."""
     known = set(writer.known())
-    records = [ManifestRecord(id=item.path, audio=str(root / item.path)) for item in pending]
+    long = [file for file in pending if _is_long(root / file.path, pipeline)]
+    short = [file for file in pending if file not in set(long)]
+    records = [ManifestRecord(id=item.path, audio=str(root / item.path)) for item in short]
     stream = AudioStream(pipeline.model, records, pipeline.batch_size, workers, progress, "index")
     with torch.no_grad():
         for batch in stream:
             embeddings = pipeline.model.audio_embeddings(batch.audio).float().cpu().numpy()
-            files = [pending[item_index] for item_index in batch.indices]
-            writer.upsert(files, embeddings)
+            files = [short[item_index] for item_index in batch.indices]
+            writer.upsert(files, embeddings, [[(0.0, seconds)] for seconds in batch.seconds])
             report.updated += sum(file.path in known for file in files)
             report.added += sum(file.path not in known for file in files)
     failed = set()
     for clip in stream.skipped:
         report.skipped.append(SkippedFile(clip.id, clip.detail or clip.reason))
         failed.add(clip.id)
+    for file in tqdm(long, desc="index (long files)", unit="file", disable=not progress or not long):
+        try:
+            windows = pipeline.embed_windows(root / file.path)
+        except (MintError, OSError) as error:
+            report.skipped.append(SkippedFile(file.path, str(error)))
+            failed.add(file.path)
+            continue
+        writer.upsert(
+            [file],
+            [windows.embeddings],
+            [list(zip(windows.starts.tolist(), windows.ends.tolist(), strict=True))],
+        )
+        report.updated += file.path in known
+        report.added += file.path not in known
     return failed
 
 

@@ -17,7 +17,7 @@ from typing import Any, BinaryIO
 import numpy as np
 import torch
 
-from mint.audio.frontend import AudioFrontend
+from mint.audio.frontend import AudioFrontend, AudioReader
 from mint.errors import AudioError
 
 AudioInput = (
@@ -58,26 +58,33 @@ def _describe(item: object) -> str:
     return type(item).__name__
 
 
-def load_clip(
+def open_reader(
     item: AudioInput, frontend: AudioFrontend, sample_rate: int | None, name: str = "audio"
-) -> np.ndarray:
-    """One input as `[N]` float32 at the front end's rate, cropped to its clip length."""
+) -> AudioReader:
+    """One input, of any length, to be read span by span at the front end's rate."""
     if isinstance(item, tuple):
         if len(item) != 2 or not _is_rate(item[1]):
             raise AudioError(f"{name}: expected an (array, sample_rate) pair, got a tuple of {len(item)}")
-        return frontend.process(_samples(item[0], name), int(item[1]))
+        return frontend.samples_reader(_samples(item[0], name), int(item[1]))
     if isinstance(item, (np.ndarray, torch.Tensor)):
         if sample_rate is None:
             raise AudioError(
                 f"{name}: an array needs its sample rate; pass sample_rate=... or an (array, rate) pair"
             )
-        return frontend.process(_samples(item, name), sample_rate)
+        return frontend.samples_reader(_samples(item, name), sample_rate)
     if isinstance(item, (str, os.PathLike, bytes, bytearray, memoryview)) or hasattr(item, "read"):
-        return frontend.load(item)
+        return frontend.reader(item)
     raise AudioError(
         f"{name}: expected a path, bytes, a binary file, an array with a sample rate or an "
         f"(array, rate) pair, got {_describe(item)}"
     )
+
+
+def load_clip(
+    item: AudioInput, frontend: AudioFrontend, sample_rate: int | None, name: str = "audio"
+) -> np.ndarray:
+    """One input as `[N]` float32 at the front end's rate, cropped to its clip length (from the start)."""
+    return open_reader(item, frontend, sample_rate, name).read(0, frontend.max_samples)
 
 
 def _samples(value: object, name: str) -> np.ndarray:

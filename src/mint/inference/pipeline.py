@@ -2,9 +2,13 @@
 
 Every method takes one clip or a list of clips (see `mint.inference.inputs`) and works in batches of
 `batch_size`; a single clip gives a single result, a list a list. Audio goes through the model's own
-front end (its encoder's sample rate, cropped to `max_audio_seconds` from the start, as in evaluation).
+front end (its encoder's sample rate, cropped to `max_audio_seconds` from the start, as in evaluation),
+except where a method says it reads audio of any length window by window (`model.windowing`).
 
-* `caption`, `ask`: LLM generation with the fixed stage-2 instructions (stage-2 models only).
+* `caption`, `ask`: LLM generation with the fixed stage-2 instructions (stage-2 models only); a recording
+  longer than the model's clip is read window by window into one soft prompt (`mint.inference.long_audio`).
+* `embed_windows`, `locate`: a recording of any length as windows with time spans, and where in it a
+  text is heard.
 * `classify`: zero-shot, by ATC prompt ensembles (any model) or by the LLM's log-likelihood of each
   label as its answer (stage-2 models); `method="auto"` takes the LLM when there is one.
 * `embed_audio`: the L2-normalised per-query embeddings `[N, Nq, E]` that ATC compares with a text by
@@ -37,9 +41,11 @@ from mint.inference.embedding import (
     resolve_device,
 )
 from mint.inference.index import AudioIndex, model_fingerprint
-from mint.inference.inputs import AudioInput, as_batch, chunks, load_clip
+from mint.inference.inputs import AudioInput, as_batch, chunks, load_clip, open_reader
+from mint.inference.long_audio import WindowEmbeddings, WindowScore, locate, long_prompt, window_embeddings
 from mint.inference.search import DEFAULT_CANDIDATES, SearchHit, search_index
 from mint.modeling import MintModel
+from mint.modeling.instruct import require_llm
 from mint.modeling.outputs import AudioFeatures
 from mint.objectives.contrastive import audio_text_similarity
 from mint.objectives.matching import match_log_odds
@@ -134,6 +140,15 @@ class MintPipeline:
             for index, item in enumerate(batch.items)
         ]
 
+    def load_window(
+        self, audio: AudioInput, start: float, end: float, sample_rate: int | None = None
+    ) -> np.ndarray:
+        """Seconds `[start, end)` of one input of any length, as the model's front end reads it."""
+        first = round(start * self.sample_rate)
+        return open_reader(audio, self.frontend, sample_rate).read(
+            first, round(end * self.sample_rate) - first
+        )
+
     @staticmethod
     def _name(index: int, single: bool) -> str:
         return "audio" if single else f"audio[{index}]"
@@ -165,12 +180,36 @@ class MintPipeline:
     def _generate(
         self, items: list[AudioInput], instructions: list[str], sample_rate: int | None, single: bool, **kw
     ) -> list[str]:
+        """Clips within the model's clip length are generated for in batches; a longer recording alone,
+        from its windows (`mint.inference.long_audio.long_prompt`)."""
         settings = DEFAULT_GENERATION | kw
-        texts: list[str] = []
-        for start, audio in self._encoded(items, sample_rate, single):
-            batch = instructions[start : start + audio.features.shape[0]]
-            texts.extend(self.model.generate(audio, batch, **settings))
-        return texts
+        readers = [
+            open_reader(item, self.frontend, sample_rate, self._name(index, single))
+            for index, item in enumerate(items)
+        ]
+        texts: dict[int, str] = {}
+        short = [index for index, reader in enumerate(readers) if reader.total <= self.frontend.max_samples]
+        for start in range(0, len(short), self.batch_size):
+            part = short[start : start + self.batch_size]
+            audio = self.encode([readers[index].read(0, readers[index].total) for index in part])
+            texts.update(
+                zip(
+                    part, self.model.generate(audio, [instructions[i] for i in part], **settings), strict=True
+                )
+            )
+        llm = require_llm(self.model)
+        for index, reader in enumerate(readers):
+            if index not in texts:
+                prompt = long_prompt(
+                    self.model,
+                    reader,
+                    self.frontend.max_samples,
+                    instructions[index],
+                    self.batch_size,
+                    self.encode,
+                )
+                texts[index] = llm.generate(prompt, [instructions[index]], **settings)[0]
+        return [texts[index] for index in range(len(items))]
 
     def caption(
         self,
@@ -299,6 +338,19 @@ class MintPipeline:
         if not texts or not all(isinstance(text, str) for text in texts):
             raise ConfigError(f"texts: expected a string or a non-empty list of strings, got {texts!r}")
         return embed_texts(self.model, texts, TEXT_BATCH).numpy()
+
+    def embed_windows(self, audio: AudioInput, sample_rate: int | None = None) -> WindowEmbeddings:
+        """One recording of any length as windows of the model's clip length (`model.windowing`): each
+        window's audio embeddings `[Nq, E]` and time span, read a batch of windows at a time."""
+        reader = open_reader(audio, self.frontend, sample_rate)
+        return window_embeddings(self.model, reader, self.frontend.max_samples, self.batch_size, self.encode)
+
+    def locate(self, audio: AudioInput, text: str, sample_rate: int | None = None) -> list[WindowScore]:
+        """Where in a recording of any length `text` is heard: each window's ATC similarity to it, in time
+        order (the best window is the answer; `max(scores, key=lambda w: w.similarity)`)."""
+        if not isinstance(text, str) or not text.strip():
+            raise ConfigError(f"text: expected a non-empty string, got {text!r}")
+        return locate(self.embed_windows(audio, sample_rate), self.embed_text(text)[0])
 
     @torch.no_grad()
     def match_scores(self, audio: AudioFeatures, text: str) -> np.ndarray:

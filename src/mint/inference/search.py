@@ -25,7 +25,7 @@ import numpy as np
 
 from mint.errors import ConfigError, MintError
 from mint.inference.candidates import DEFAULT_NPROBE
-from mint.inference.index import AudioIndex, IndexEntry
+from mint.inference.index import AudioIndex, ClipWindow, IndexEntry
 from mint.inference.inputs import AudioInput
 from mint.objectives.matching import rerank_score
 
@@ -50,6 +50,8 @@ class Embedder(Protocol):
 
     def load_audio(self, audio: AudioInput) -> list[np.ndarray]: ...  # as the model's front end reads it
 
+    def load_window(self, audio: AudioInput, start: float, end: float) -> np.ndarray: ...  # seconds of it
+
     def encode(self, waveforms: list[np.ndarray]) -> Any: ...  # clips -> the model's audio features
 
     def match_scores(self, audio: Any, text: str) -> np.ndarray: ...  # ATM log-odds per clip
@@ -62,7 +64,8 @@ class Embedder(Protocol):
 @dataclass
 class SearchHit:
     """One result: `path` relative to the index root; `similarity` the first-stage score; `match` the
-    ATM log-odds and `score` the re-ranking score (`rerank_score`) when the hit was re-ranked, else None."""
+    ATM log-odds and `score` the re-ranking score (`rerank_score`) when the hit was re-ranked, else None;
+    `start` and `end` the seconds of the clip's best window (`end` None: the clip is one window)."""
 
     rank: int
     path: str
@@ -70,6 +73,8 @@ class SearchHit:
     match: float | None
     id: int
     score: float | None = None
+    start: float = 0.0
+    end: float | None = None
 
     def to_json(self) -> dict:
         return {
@@ -79,6 +84,8 @@ class SearchHit:
             "match": self.match,
             "score": self.score,
             "id": self.id,
+            "start": self.start,
+            "end": self.end,
         }
 
 
@@ -87,33 +94,51 @@ def ranked(ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
     return np.lexsort((ids, -scores))
 
 
+@dataclass(frozen=True)
+class RankedClips:
+    """The best clips, best first: ids, float64 scores, and each clip's best window."""
+
+    ids: np.ndarray
+    scores: np.ndarray
+    windows: list[ClipWindow]
+
+
 def rank_clips(
     index: AudioIndex,
     query: np.ndarray,
     count: int,
     candidates: int = DEFAULT_CANDIDATES,
     nprobe: int = DEFAULT_NPROBE,
-) -> tuple[np.ndarray, np.ndarray]:
-    """(ids, float64 scores) of the best `count` clips for `query` `[Q, E]` (a text's embedding, or an
-    example clip's), best first: `candidates` clips proposed by their mean embedding and scored exactly by
-    the index's vector store (`mint.inference.stores`)."""
+) -> RankedClips:
+    """The best `count` clips for `query` `[Q, E]` (a text's embedding, or an example clip's): `candidates`
+    windows proposed by their mean embedding and scored exactly by the index's vector store
+    (`mint.inference.stores`); a clip scores as its best window."""
     slots, scores = index.search_slots(np.atleast_2d(query), count, candidates, nprobe)
-    owners = index.ids_of_slots(slots.tolist())  # a clip deleted since the last refresh has no owner
-    kept = np.array([slot in owners for slot in slots.tolist()], dtype=bool)
-    ids = np.array([owners[slot] for slot in slots[kept].tolist()], dtype=np.int64)
-    scores = np.asarray(scores, dtype=np.float64)[kept]
-    order = ranked(ids, scores)[:count]
-    return ids[order], scores[order]
+    owners = index.windows_of_slots(slots.tolist())  # a clip deleted since the last refresh has none
+    best: dict[int, tuple[float, ClipWindow]] = {}
+    for slot, score in zip(slots.tolist(), np.asarray(scores, dtype=np.float64).tolist(), strict=True):
+        window = owners.get(slot)
+        if window is not None and (window.clip not in best or score > best[window.clip][0]):
+            best[window.clip] = (score, window)
+    ids = np.array(list(best), dtype=np.int64)
+    values = np.array([score for score, _ in best.values()], dtype=np.float64)
+    order = ranked(ids, values)[:count]
+    return RankedClips(ids[order], values[order], [best[int(clip)][1] for clip in ids[order]])
 
 
 def _match_candidates(
-    embedder: Embedder, index: AudioIndex, entries: list[IndexEntry], text: str
+    embedder: Embedder, index: AudioIndex, entries: list[tuple[IndexEntry, ClipWindow]], text: str
 ) -> dict[int, float]:
-    """ATM log-odds of each readable candidate's audio with `text`, by id."""
+    """ATM log-odds of each readable candidate's best window with `text`, by id."""
     readable: list[tuple[IndexEntry, np.ndarray]] = []
-    for entry in entries:
+    for entry, window in entries:
+        path = index.audio_path(entry)
         try:
-            readable.append((entry, embedder.load_audio(index.audio_path(entry))[0]))
+            if window.end is None:
+                waveform = embedder.load_audio(path)[0]
+            else:
+                waveform = embedder.load_window(path, window.start, window.end)
+            readable.append((entry, waveform))
         except (MintError, OSError) as error:
             logger.warning("search: leaving out %s, whose audio cannot be read now: %s", entry.path, error)
     scores: dict[int, float] = {}
@@ -154,17 +179,28 @@ def search_index(
             raise ConfigError("query: expected one example clip, got a list")
         embeddings = embedder.embed_audio(query, sample_rate=sample_rate)[0]
         rerank = 0
-    ids, scores = rank_clips(index, embeddings, rerank + k, candidates, nprobe)
+    found = rank_clips(index, embeddings, rerank + k, candidates, nprobe)
+    ids = found.ids
     rerank = min(rerank, len(ids))
     entries = index.entries(ids.tolist())
-    similarity = dict(zip(ids.tolist(), scores.tolist(), strict=True))
-    first_stage = [entries[int(value)] for value in ids[:rerank] if int(value) in entries]
+    similarity = dict(zip(ids.tolist(), found.scores.tolist(), strict=True))
+    windows = dict(zip(ids.tolist(), found.windows, strict=True))
+    first_stage = [(entries[clip], windows[clip]) for clip in ids[:rerank].tolist() if clip in entries]
     matches = _match_candidates(embedder, index, first_stage, query) if rerank else {}
     weight = embedder.rerank_weight
     scores = {clip: float(rerank_score(similarity[clip], match, weight)) for clip, match in matches.items()}
     first = sorted(scores, key=lambda clip: (-scores[clip], -similarity[clip], clip))
     rest = [int(value) for value in ids[rerank : rerank + k] if int(value) in entries]
     return [
-        SearchHit(rank, entries[clip].path, similarity[clip], matches.get(clip), clip, scores.get(clip))
+        SearchHit(
+            rank,
+            entries[clip].path,
+            similarity[clip],
+            matches.get(clip),
+            clip,
+            scores.get(clip),
+            windows[clip].start,
+            windows[clip].end,
+        )
         for rank, clip in enumerate([*first, *rest][:k], start=1)
     ]

@@ -86,8 +86,7 @@ class LocalVectorStore:
         pass  # the rows stay in the files, unused; the next refresh drops them from the candidates
 
     def refresh(self, live: np.ndarray, generation: int) -> None:
-        if self.candidates.sync(live, generation, self.vectors.means):
-            self.vectors.release()
+        self.candidates.sync(live, generation, self.vectors.means)
 
     def save(self) -> None:
         self.candidate_file.parent.mkdir(parents=True, exist_ok=True)
@@ -97,15 +96,10 @@ class LocalVectorStore:
         self, query: np.ndarray, count: int, candidates: int = 512, nprobe: int = DEFAULT_NPROBE
     ) -> tuple[np.ndarray, np.ndarray]:
         slots = self.candidates.search(query.mean(axis=0), max(candidates, count), nprobe)
-        try:
-            if len(query) == 1:
-                scores = self.vectors.text_scores(slots, query[0])
-            else:
-                pairs = np.einsum("nqe,pe->nqp", self.vectors.embeddings(slots), query.astype(np.float32))
-                scores = pairs.max(axis=1).mean(axis=1)
-        finally:
-            self.vectors.release()
-        return slots, scores
+        if len(query) == 1:
+            return slots, self.vectors.text_scores(slots, query[0])
+        pairs = np.einsum("nqe,pe->nqp", self.vectors.embeddings(slots), query.astype(np.float32))
+        return slots, pairs.max(axis=1).mean(axis=1)
 
     def close(self) -> None:
         self.vectors.close()

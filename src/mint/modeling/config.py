@@ -12,6 +12,23 @@ from mint.llm.config import LLMConfig
 
 
 @dataclass(frozen=True)
+class WindowingConfig:
+    """Audio longer than `max_audio_seconds` at inference: windows of that length, each overlapping the
+    next by the fraction `overlap` of a window (`mint.audio.windows`), each read by the Bridge-Net on its own. The LLM gets the
+    windows' soft prompts in time order, concatenated up to `prompt_budget` tokens and, beyond it,
+    averaged over runs of consecutive windows (the same number of runs as windows fit the budget)."""
+
+    overlap: float = 0.2
+    prompt_budget: int = 256
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.overlap < 1:
+            raise ConfigError(f"model.windowing.overlap: expected a fraction in [0, 1), got {self.overlap}")
+        if self.prompt_budget < 1:
+            raise ConfigError(f"model.windowing.prompt_budget: expected >= 1, got {self.prompt_budget}")
+
+
+@dataclass(frozen=True)
 class MintConfig:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     bridge: BridgeConfig = field(default_factory=BridgeConfig)
@@ -29,6 +46,7 @@ class MintConfig:
     # w of the retrieval re-ranking score, ATC similarity + w x ATM log-odds, as chosen on a validation
     # split by `mint.evaluation.retrieve.calibrate_rerank`; None: not calibrated (see MintModel.rerank_weight).
     rerank_weight: float | None = None
+    windowing: WindowingConfig = field(default_factory=WindowingConfig)
 
     def __post_init__(self) -> None:
         if self.embed_dim <= 0:

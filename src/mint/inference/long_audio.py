@@ -1,0 +1,113 @@
+"""Inference on audio of any length: the model's windows (`model.windowing`, `mint.audio.windows`) read one
+batch at a time, so memory holds one batch of windows whatever the recording's length.
+
+* `window_embeddings`: each window's audio embeddings `[Nq, E]` with its time span; a text's similarity
+  to the recording is the best window's (`locate` ranks the windows).
+* `long_prompt`: one soft prompt for the LLM. Each window's instruction-aware queries go through
+  `llm_proj`; in time order they are concatenated while they fit `prompt_budget` tokens, and beyond it
+  averaged over runs of consecutive windows, as many runs as windows fit the budget (running sums, so
+  the prompt never holds more than the budget). The LLM sees no window position beyond that order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from mint.audio.frontend import AudioReader
+from mint.audio.windows import Window, plan_windows, window_sizes
+from mint.modeling import MintModel
+from mint.modeling.outputs import AudioFeatures
+
+Encode = Callable[[Sequence[np.ndarray]], AudioFeatures]
+
+
+@dataclass(frozen=True)
+class WindowEmbeddings:
+    """Per-window audio embeddings `[W, Nq, E]` of one recording and each window's span in seconds."""
+
+    starts: np.ndarray  # [W]
+    ends: np.ndarray  # [W]
+    embeddings: np.ndarray
+
+
+@dataclass(frozen=True)
+class WindowScore:
+    start: float  # seconds
+    end: float
+    similarity: float  # ATC: the best query's dot product with the text
+
+
+def recording_windows(model: MintModel, reader: AudioReader, window: int) -> list[Window]:
+    """The windows of `reader`'s recording for a model whose clips are `window` samples long."""
+    window, hop = window_sizes(window, model.config.windowing.overlap)
+    return plan_windows(reader.total, window, hop, reader.frontend.sample_rate)
+
+
+def _batches(
+    reader: AudioReader, windows: list[Window], batch_size: int, encode: Encode
+) -> Iterator[tuple[list[Window], AudioFeatures]]:
+    for start in range(0, len(windows), batch_size):
+        part = windows[start : start + batch_size]
+        yield part, encode([reader.read(window.start, window.length) for window in part])
+
+
+@torch.no_grad()
+def window_embeddings(
+    model: MintModel, reader: AudioReader, window: int, batch_size: int, encode: Encode
+) -> WindowEmbeddings:
+    windows = recording_windows(model, reader, window)
+    embeddings = [
+        model.audio_embeddings(audio).float().cpu().numpy()
+        for _, audio in _batches(reader, windows, batch_size, encode)
+    ]
+    return WindowEmbeddings(
+        np.array([w.start_seconds for w in windows]),
+        np.array([w.end_seconds for w in windows]),
+        np.concatenate(embeddings),
+    )
+
+
+def locate(windows: WindowEmbeddings, text: np.ndarray) -> list[WindowScore]:
+    """Each window's ATC similarity to one text embedding `[E]`, in time order."""
+    similarity = (windows.embeddings @ np.asarray(text, dtype=np.float32)).max(axis=1)
+    return [
+        WindowScore(float(start), float(end), float(value))
+        for start, end, value in zip(windows.starts, windows.ends, similarity, strict=True)
+    ]
+
+
+def prompt_runs(windows: int, num_queries: int, budget: int) -> list[int]:
+    """The run (soft-prompt slot) of each window: one each while they fit `budget` tokens of `num_queries`,
+    else consecutive windows shared out as evenly as possible over the runs that fit (at least one)."""
+    runs = max(1, min(windows, budget // num_queries))
+    return [index * runs // windows for index in range(windows)]
+
+
+@torch.no_grad()
+def long_prompt(
+    model: MintModel, reader: AudioReader, window: int, instruction: str, batch_size: int, encode: Encode
+) -> torch.Tensor:
+    """The soft prompt `[1, T, D_llm]` of a recording of any length (see the module doc)."""
+    windows = recording_windows(model, reader, window)
+    run_of = torch.tensor(
+        prompt_runs(len(windows), model.config.bridge.num_queries, model.config.windowing.prompt_budget)
+    )
+    runs = int(run_of.max()) + 1
+    sums: torch.Tensor | None = None
+    counts = torch.zeros(runs)
+    done, dtype = 0, torch.float32
+    for part, audio in _batches(reader, windows, batch_size, encode):
+        prompts = model.soft_prompt(audio, [instruction] * len(part))
+        dtype, prompts = prompts.dtype, prompts.float()
+        if sums is None:
+            sums = prompts.new_zeros(runs, *prompts.shape[1:])
+        index = run_of[done : done + len(part)]
+        sums.index_add_(0, index.to(sums.device), prompts)
+        counts.index_add_(0, index, torch.ones(len(part)))
+        done += len(part)
+    prompt = sums / counts.to(sums.device)[:, None, None]
+    return prompt.reshape(1, -1, prompt.shape[-1]).to(dtype)
