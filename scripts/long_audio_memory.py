@@ -49,7 +49,9 @@ def _recording(path: Path, minutes: float) -> float:
         for start in range(0, int(seconds), 60):
             part = 0.05 * rng.standard_normal(int(min(60, seconds - start) * RATE))
             times = start + np.arange(len(part)) / RATE
-            part += np.where((times >= tone_at) & (times < tone_at + 2), 0.5 * np.sin(2 * np.pi * 1000 * times), 0)
+            part += np.where(
+                (times >= tone_at) & (times < tone_at + 2), 0.5 * np.sin(2 * np.pi * 1000 * times), 0
+            )
             handle.write(part.astype(np.float32))
     return tone_at
 
@@ -57,12 +59,16 @@ def _recording(path: Path, minutes: float) -> float:
 def _peak(command: list[str]) -> tuple[float, float]:
     """(peak RSS in GiB, seconds) of one command in its own process."""
     began = time.perf_counter()
-    result = subprocess.run([sys.executable, "-c", _MEASURE, *command], check=True, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-c", _MEASURE, *command], check=True, capture_output=True, text=True
+    )
     return int(result.stdout.split()[-1]) / 2**20, time.perf_counter() - began
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--minutes", type=float, nargs="+", default=[6, 60])
     args = parser.parse_args()
     mint = str(Path(sys.executable).with_name("mint"))
@@ -72,7 +78,11 @@ def main() -> int:
         for minutes in args.minutes:
             path = Path(tmp) / f"{minutes:g}min.wav"
             tone_at = _recording(path, minutes)
-            row = {"minutes": minutes, "file_MiB": round(path.stat().st_size / 2**20, 1), "tone_at_s": tone_at}
+            row = {
+                "minutes": minutes,
+                "file_MiB": round(path.stat().st_size / 2**20, 1),
+                "tone_at_s": tone_at,
+            }
             for name, command in (
                 ("caption", [mint, "caption", str(path), "--model", model, "--max-new-tokens", "8"]),
                 ("ask", [mint, "ask", str(path), "what do you hear at minute 47?", "--model", model]),
