@@ -75,6 +75,16 @@ def test_caption_ask_and_embed_equal_the_pipeline(client, pipeline, samples):
     assert pooled["shape"] == [16] and pooled["pooled"]
 
 
+def test_an_upload_longer_than_the_models_clip_is_captioned_from_all_its_windows(client, pipeline, samples):
+    recording = np.concatenate([samples, samples[: len(samples) // 4]])  # 1.875 s: two 1.5 s windows
+    response = client.post(
+        "/caption", files=_file(_encoded(recording, 16000, "WAV")), data={"max_new_tokens": 5}
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["caption"] == pipeline.caption((recording, 16000), **GENERATION)
+    assert len(pipeline.embed_windows((recording, 16000)).starts) == 2
+
+
 def test_classify_ogg_with_custom_labels(client, pipeline, samples):
     ogg = _encoded(samples, 16000, "OGG")
     for method in ("generative", "atc"):

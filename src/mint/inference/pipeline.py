@@ -140,6 +140,12 @@ class MintPipeline:
             for index, item in enumerate(batch.items)
         ]
 
+    def load_recording(self, audio: AudioInput, sample_rate: int | None = None) -> np.ndarray:
+        """One input whole, of any length, at the model's rate: `[N]` float32 (what `caption` and `ask`
+        then read window by window when it is longer than the model's clip)."""
+        reader = open_reader(audio, self.frontend, sample_rate)
+        return reader.read(0, reader.total)
+
     def load_window(
         self, audio: AudioInput, start: float, end: float, sample_rate: int | None = None
     ) -> np.ndarray:

@@ -155,7 +155,9 @@ def create_app(
             clips, extras = [], []
             for source, item_extra in items:
                 try:
-                    clips.append(pipeline.load_audio(source())[0])
+                    # Whole (uploads are bounded by max_audio_seconds): caption and ask read a recording
+                    # longer than the model's clip window by window; the others take its first clip.
+                    clips.append(pipeline.load_recording(source()))
                 except Exception as error:
                     outcomes.append(Failed(error))
                     continue
