@@ -254,3 +254,20 @@ def test_an_index_keeps_its_vector_store(embeddings, tmp_path):
     for wrong in ("qdrant://localhost", "qdrant-local://relative/c", "milvus://host/c"):
         with pytest.raises(ConfigError, match="expected qdrant"):
             _writer(tmp_path / "other.sqlite", vectors=wrong)
+
+
+def test_an_open_index_follows_a_rebuild(embeddings, texts, tmp_path):
+    path = tmp_path / "index.sqlite"
+    _write(path, embeddings[:500])
+    with AudioIndex.open(path) as index:
+        before = _ranked(index, texts[0], 5)
+        # Rebuilt with other clips, to the same generation: only the rebuild's token tells them apart.
+        with IndexWriter.open(path, tmp_path, "fingerprint", NUM_QUERIES, DIM, rebuild=True) as writer:
+            writer.upsert(_files(range(1000, 1500)), embeddings[1000:1500])
+            writer.refresh_store()
+        after = _ranked(index, texts[0], 5)
+        with AudioIndex.open(path) as fresh:
+            expected = _ranked(fresh, texts[0], 5)
+        np.testing.assert_array_equal(after[0], expected[0])
+        np.testing.assert_array_equal(after[1], expected[1])
+        assert not np.array_equal(after[1], before[1])

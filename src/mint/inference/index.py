@@ -20,6 +20,7 @@ import json
 import os
 import sqlite3
 import threading
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ import torch
 from mint.config import config_to_dict
 from mint.errors import ConfigError, DataError
 from mint.inference.candidates import IVF_MIN_CLIPS
-from mint.inference.stores import LOCAL, open_store
+from mint.inference.stores import LOCAL, VectorStore, open_store
 from mint.modeling import MintModel
 
 INDEX_FORMAT = 2
@@ -71,6 +72,7 @@ class IndexInfo:
     num_queries: int
     embed_dim: int
     vectors: str = LOCAL  # where the vectors are: LOCAL (the files beside the index) or a vector database URL
+    created: str = ""  # a token new at every (re)build: an open index that sees another one reopens
 
 
 @dataclass(frozen=True)
@@ -129,11 +131,16 @@ class AudioIndex:
     def __init__(self, path: Path, info: IndexInfo, ivf_min_clips: int = IVF_MIN_CLIPS) -> None:
         self.path = path
         self.info = info
-        self.store = open_store(
-            info.vectors, vector_folder(path), info.num_queries, info.embed_dim, ivf_min_clips
-        )
+        self.ivf_min_clips = ivf_min_clips
+        self.store = self._open_store()
         self._generation = -1  # the generation the store was last refreshed to
         self._lock = threading.Lock()  # a server's searches share the store; a refresh changes it
+
+    def _open_store(self) -> VectorStore:
+        info = self.info
+        return open_store(
+            info.vectors, vector_folder(self.path), info.num_queries, info.embed_dim, self.ivf_min_clips
+        )
 
     @classmethod
     def open(cls, path: str | os.PathLike, ivf_min_clips: int = IVF_MIN_CLIPS) -> AudioIndex:
@@ -171,6 +178,7 @@ class AudioIndex:
             return int(connection.execute("SELECT COUNT(*) FROM clips").fetchone()[0])
 
     def check_model(self, fingerprint: str) -> None:
+        self.refresh()
         if fingerprint != self.info.fingerprint:
             raise ConfigError(
                 f"{self.path}: the index was built with another model (fingerprint "
@@ -179,8 +187,18 @@ class AudioIndex:
             )
 
     def refresh(self) -> None:
-        """Bring the store's derived state (the built-in candidate index) up to the committed clips."""
+        """Bring the store's derived state (the built-in candidate index) up to the committed clips; an
+        index rebuilt since it was opened (another folder, model or store, new vector files) is opened
+        again."""
         with self._lock, self.connection() as connection:
+            info = read_info(connection, self.path)
+            if info is None:
+                raise DataError(f"{self.path}: the index was emptied; run `mint index build` again")
+            if info.created != self.info.created:
+                self.store.close()
+                self.info = info
+                self.store = self._open_store()
+                self._generation = -1
             generation = _meta_int(connection, "generation")
             if generation != self._generation:
                 self.store.refresh(_live_slots(connection), generation)
@@ -270,6 +288,7 @@ class IndexWriter:
                     "vectors": location,
                     "slots": "0",
                     "generation": "0",
+                    "created": uuid.uuid4().hex,
                 }
                 with connection:
                     connection.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", meta.items())
@@ -439,4 +458,5 @@ def read_info(connection: sqlite3.Connection, path: Path, check_format: bool = T
         int(meta["num_queries"]),
         int(meta["embed_dim"]),
         meta.get("vectors", LOCAL),
+        meta.get("created", ""),
     )
