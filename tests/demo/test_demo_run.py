@@ -83,7 +83,7 @@ def test_demo_path_end_to_end_on_a_small_corpus(tmp_path, capsys):
     assert spoken["reference"] < 1 / 300 and report["results"]["spoken_words"]["questions"] == 4
     assert report["weights"] == []  # nothing pretrained on the fast path
     # Both stages trained from the feature cache: one entry per training clip.
-    assert len(list((out / "feature-cache" / "features").rglob("*.safetensors"))) == 24
+    assert len(list((out / "feature-cache").rglob("*.safetensors"))) == 24
     assert "feature cache" in report["timings_s"]
     text = (out / "report.md").read_text()
     assert "zero_shot_classification_accuracy" in text and "Example answers" in text

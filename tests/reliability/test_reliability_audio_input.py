@@ -141,7 +141,7 @@ def test_unusual_files_through_prepare_cache_and_pretrain(unusual: dict[str, Pat
     )
     assert cached.returncode == 0, cached.stdout + cached.stderr
     assert f"{len(unusual)} written, 0 already cached, 0 failed" in cached.stdout
-    entries = sorted((cache / "features").rglob("*.safetensors"))
+    entries = sorted(cache.rglob("*.safetensors"))
     assert len(entries) == len(unusual)
     for entry in entries:
         features = load_file(str(entry))["features"]

@@ -118,7 +118,7 @@ def test_cache_features_cli_then_a_cached_stage2_run_trains_and_saves_a_model(tm
     extra = [f"data.instructions={instructions}", f"data.feature_cache={cache}"]
     overrides = _overrides(tmp_path / "run", steps=3, extra=[*extra, "data.use_feature_cache=true"])
     assert main(["cache-features", CONFIG, *overrides, "--stage", "instruct"]) == 0
-    assert len(list((cache / "features").rglob("*.safetensors"))) == NUM_CLIPS + len(CUSTOM_SECONDS)
+    assert len(list(cache.rglob("*.safetensors"))) == NUM_CLIPS + len(CUSTOM_SECONDS)
     assert main(["instruct", CONFIG, *overrides]) == 0
 
     cached_losses = _losses(tmp_path / "run")

@@ -1,5 +1,9 @@
 """Frozen-encoder feature cache: encoder outputs stored once (fp16), keyed by what produced them.
 
+Each encoder's outputs live in a folder of their own under the cache directory (`encoders/<digest of
+the encoder's identity>`); a fused encoder's parts (`model.encoders`) are cached each on its own and
+fused when loaded (`EncoderFeatureCache`).
+
 The key of a clip is SHA-256 over (audio content digest, encoder identity, front-end settings),
 so a change to any of them leads to a key that is not in the cache: stale features are never
 used. Cached features come from the deterministic (evaluation) crop.
@@ -21,7 +25,8 @@ from tqdm import tqdm
 
 from mint.audio.frontend import AudioFrontend, FrontendConfig, pad_batch
 from mint.data.sources import ClipSource
-from mint.encoders.base import AudioEncoder
+from mint.encoders.base import AudioEncoder, EncoderOutput
+from mint.encoders.fused import FusedEncoder, fuse
 from mint.errors import DataError, MintError
 from mint.storage import atomic_write_text
 
@@ -116,6 +121,47 @@ class CacheReport:
         self.failed.extend(other.failed)
 
 
+def encoder_parts(encoder: AudioEncoder) -> list[AudioEncoder]:
+    """The encoders whose outputs are cached on their own: a fused encoder's parts, or the encoder."""
+    return list(encoder.parts) if isinstance(encoder, FusedEncoder) else [encoder]
+
+
+def _part_cache(directory: str | os.PathLike, part: AudioEncoder, frontend: FrontendConfig) -> FeatureCache:
+    identity = part.identity()
+    digest = hashlib.sha256(_canonical(identity).encode()).hexdigest()[:16]
+    return FeatureCache(Path(directory) / "encoders" / digest, identity, frontend)
+
+
+class EncoderFeatureCache:
+    """The cached outputs of a model's encoder under `directory`: each encoder in a folder of its own
+    (`encoders/<digest of its identity>`), so a fused encoder's parts are cached separately (a part that
+    two models share, or that a fused model shares with a single-encoder one, is encoded once) and fused
+    on loading as `FusedEncoder` fuses them."""
+
+    def __init__(self, directory: str | os.PathLike, encoder: AudioEncoder, frontend: FrontendConfig) -> None:
+        self.directory = Path(directory)
+        self.caches = [_part_cache(directory, part, frontend) for part in encoder_parts(encoder)]
+
+    def load(self, source: ClipSource, index: int, clip_id: str) -> torch.Tensor:
+        """Cached features [T, D] (fp16) of clip `index`, or StaleCacheError naming the clip and why."""
+        parts = []
+        for cache in self.caches:
+            if not cache.directory.is_dir() and (self.directory / "encoders").is_dir():
+                raise StaleCacheError(
+                    f"feature cache {self.directory}: no valid entry for clip {clip_id!r}: the audio encoder "
+                    "differs from the ones the cache was built with (it holds other encoders' features only); "
+                    "rebuild it with `mint cache-features`"
+                )
+            parts.append(cache.load(source, index, clip_id))
+        if len(parts) == 1:
+            return parts[0]
+        outputs = [
+            EncoderOutput(part.float()[None], torch.ones(1, part.shape[0], dtype=torch.bool))
+            for part in parts
+        ]
+        return fuse(outputs).features[0].to(torch.float16)
+
+
 @torch.no_grad()
 def build_feature_cache(
     encoder: AudioEncoder,
@@ -126,8 +172,33 @@ def build_feature_cache(
     device: torch.device | str = "cpu",
     progress: bool = True,
 ) -> CacheReport:
-    """Encode every clip not already cached; clips whose audio cannot be read are skipped and reported."""
-    cache = FeatureCache(directory, encoder.identity(), frontend.config)
+    """Encode every clip not already cached, with each encoder of `encoder_parts(encoder)` into its own
+    folder (`EncoderFeatureCache`); clips whose audio cannot be read are skipped and reported."""
+    report = CacheReport()
+    for part in encoder_parts(encoder):
+        report.add(
+            _build_part(
+                part,
+                _part_cache(directory, part, frontend.config),
+                source,
+                frontend,
+                batch_size,
+                device,
+                progress,
+            )
+        )
+    return report
+
+
+def _build_part(
+    encoder: AudioEncoder,
+    cache: FeatureCache,
+    source: ClipSource,
+    frontend: AudioFrontend,
+    batch_size: int,
+    device: torch.device | str,
+    progress: bool,
+) -> CacheReport:
     cache.directory.mkdir(parents=True, exist_ok=True)
     cache.write_meta()
     report = CacheReport()

@@ -33,7 +33,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from mint.audio.frontend import AudioFrontend
-from mint.data.feature_cache import FeatureCache
+from mint.data.feature_cache import EncoderFeatureCache, FeatureCache
 from mint.data.manifest import ManifestRecord
 from mint.data.pairs import collate_audio
 from mint.data.sources import Clip, ClipSource, ManifestSource, SyntheticSource
@@ -246,7 +246,7 @@ class InstructionDataset(Dataset):
         custom: Sequence[InstructionRecord] = (),
         vocabulary: Sequence[str] | None = None,
         train: bool = True,
-        cache: FeatureCache | None = None,
+        cache: EncoderFeatureCache | FeatureCache | None = None,
     ) -> None:
         self.source = source
         self.frontend = frontend

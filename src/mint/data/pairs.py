@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import Dataset
 
 from mint.audio.frontend import AudioFrontend, pad_batch
-from mint.data.feature_cache import FeatureCache
+from mint.data.feature_cache import EncoderFeatureCache, FeatureCache
 from mint.data.sources import Clip, ClipSource
 from mint.errors import ConfigError, DataError
 from mint.objectives.keys import ContentKeys, caption_key, content_key
@@ -76,7 +76,7 @@ class CaptionPairDataset(Dataset):
         frontend: AudioFrontend,
         seed: int,
         train: bool = True,
-        cache: FeatureCache | None = None,
+        cache: EncoderFeatureCache | FeatureCache | None = None,
         caption_templates: Sequence[str] | None = None,
     ) -> None:
         self.source = source

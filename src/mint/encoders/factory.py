@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from mint.encoders import ast, clap, wav2vec, whisper
 from mint.encoders.base import AudioEncoder
 from mint.encoders.config import EncoderConfig, torch_dtype
+from mint.encoders.fused import FusedEncoder
 from mint.encoders.mel import MelEncoder
 from mint.errors import CheckpointError, ConfigError
 from mint.weights import resolve_weights
@@ -174,6 +175,13 @@ _BUILDERS: dict[str, Callable[[EncoderConfig], AudioEncoder]] = {
     "ast": _build_ast,
     "clap": _build_clap,
 }
+
+
+def build_model_encoder(encoder: EncoderConfig, encoders: Sequence[EncoderConfig] = ()) -> AudioEncoder:
+    """The model's audio encoder: `encoder` alone, or fused with `encoders` (`mint.encoders.fused`)."""
+    if not encoders:
+        return build_encoder(encoder)
+    return FusedEncoder([build_encoder(encoder), *(build_encoder(part) for part in encoders)])
 
 
 def build_encoder(config: EncoderConfig) -> AudioEncoder:

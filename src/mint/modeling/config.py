@@ -31,6 +31,9 @@ class WindowingConfig:
 @dataclass(frozen=True)
 class MintConfig:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    # Further frozen encoders read together with `encoder`: their features are aligned to its frames and
+    # concatenated to its own (`mint.encoders.fused`); each must take the same sample rate.
+    encoders: tuple[EncoderConfig, ...] = ()
     bridge: BridgeConfig = field(default_factory=BridgeConfig)
     # Bridge-Net tokenizer: a local directory or hub id. None: the tokenizer of the checkpoint the
     # Bridge-Net starts from (`bridge.init_path` / the MiniLM package), which every init needs.

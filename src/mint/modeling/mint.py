@@ -30,7 +30,7 @@ from mint.bridge import (
     minilm_path,
 )
 from mint.config import config_to_dict
-from mint.encoders import AudioEncoder, build_encoder
+from mint.encoders import AudioEncoder, build_model_encoder
 from mint.errors import CheckpointError, ConfigError
 from mint.llm import LLMAdapter, load_llm
 from mint.modeling import instruct
@@ -112,7 +112,7 @@ class MintModel(nn.Module):
     @classmethod
     def from_config(cls, config: MintConfig) -> MintModel:
         """Build a fresh model: load the frozen encoder (and LLM) and the Bridge-Net's starting weights."""
-        encoder = build_encoder(config.encoder)
+        encoder = build_model_encoder(config.encoder, config.encoders)
         tokenizer = load_bridge_tokenizer(resolve_tokenizer_source(config))
         bridge, report = build_bridge(
             dataclasses.replace(config.bridge, encoder_hidden_size=encoder.hidden_size), len(tokenizer)
@@ -152,6 +152,8 @@ class MintModel(nn.Module):
                 self.llm.save_adapter(str(staging / LORA_DIR))
             config = config_to_dict(self.config)
             config["encoder"]["name_or_path"] = portable_reference(self.config.encoder.name_or_path)
+            for part, saved in zip(self.config.encoders, config["encoders"], strict=True):
+                saved["name_or_path"] = portable_reference(part.name_or_path)
             if self.config.llm is not None:
                 config["llm"]["name_or_path"] = portable_reference(self.config.llm.name_or_path)
             payload = {"model_type": "mint", "format_version": FORMAT_VERSION, "config": config}
@@ -163,7 +165,7 @@ class MintModel(nn.Module):
     def from_pretrained(cls, directory: str | os.PathLike) -> MintModel:
         directory = Path(directory)
         config = read_saved_config(directory)
-        encoder = build_encoder(config.encoder)
+        encoder = build_model_encoder(config.encoder, config.encoders)
         tokenizer = load_bridge_tokenizer(str(directory / TOKENIZER_DIR))
         bridge = BridgeNet(config.bridge)
         llm = load_llm(config.llm) if config.llm is not None else None

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mint.data.feature_cache import CacheReport, FeatureCache
+from mint.data.feature_cache import CacheReport, EncoderFeatureCache
 from mint.data.instructions import (
     InstructionDataset,
     collate_instructions,
@@ -52,7 +52,7 @@ def build_instruction_dataset(
     custom = read_instruction_file(data.instructions) if data.instructions else ()
     cache = None
     if data.use_feature_cache:
-        cache = FeatureCache(data.feature_cache, encoder.identity(), frontend.config)
+        cache = EncoderFeatureCache(data.feature_cache, encoder, frontend.config)
     return InstructionDataset(
         source,
         frontend,

@@ -12,13 +12,13 @@ from torch import nn
 
 from mint.audio.frontend import AudioFrontend, FrontendConfig
 from mint.config import save_config
-from mint.data.feature_cache import CacheReport, FeatureCache, build_feature_cache
+from mint.data.feature_cache import CacheReport, EncoderFeatureCache, build_feature_cache
 from mint.data.pairs import CaptionPairDataset, audio_inputs, collate_pairs, pair_keys
 from mint.data.shards import ShardSource
 from mint.data.sources import ClipSource, ManifestSource, SyntheticSource
 from mint.data.synth.corpus import SynthSpec
 from mint.distributed import world_info
-from mint.encoders import build_encoder
+from mint.encoders import build_model_encoder
 from mint.errors import ConfigError
 from mint.modeling import MintModel
 from mint.modeling.outputs import Stage1Batch
@@ -73,7 +73,7 @@ def pretraining_trainer(config: PretrainConfig) -> Trainer:
     source = build_source(config.data, model.sample_rate)
     cache = None
     if config.data.use_feature_cache:
-        cache = FeatureCache(config.data.feature_cache, model.encoder.identity(), frontend.config)
+        cache = EncoderFeatureCache(config.data.feature_cache, model.encoder, frontend.config)
     dataset = CaptionPairDataset(
         source,
         frontend,
@@ -137,7 +137,7 @@ def cache_features(
     (either stage: entries are keyed by content, encoder and front end, not by stage)."""
     if not config.data.feature_cache:
         raise ConfigError("data.feature_cache: set the directory to write the cache to")
-    encoder = build_encoder(config.model.encoder)
+    encoder = build_model_encoder(config.model.encoder, config.model.encoders)
     frontend = frontend_for(config, encoder.sample_rate)
     total = CacheReport()
     for source in sources(encoder.sample_rate):
