@@ -21,13 +21,12 @@ Targets (the index issue): RSS <= 6 GiB, p50 <= 100 ms, p99 <= 300 ms, recall@10
 from __future__ import annotations
 
 import json
-import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from common import Comparison
+from common import Comparison, peak_rss_gib
 
 CLIPS = 1_000_000
 NUM_QUERIES, DIM = 32, 256
@@ -93,18 +92,6 @@ def _build(path: Path, clips: int) -> dict:
     return {"writing_s": writing, "candidates_s": candidates}
 
 
-def _peak_rss() -> int:
-    """This process's peak resident memory in bytes. Linux's VmHWM, not `ru_maxrss`: at exec the kernel
-    folds the parent's peak into the child's `ru_maxrss` (a vfork'ed child shares the parent's memory until
-    then), which made a 4 GiB server read as the 11 GiB of the process that built the index."""
-    status = Path("/proc/self/status")
-    if status.is_file():
-        for line in status.read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
 def serve(path: Path) -> dict:
     """In a fresh process: open, answer every text, measure (see the module doc)."""
     import numpy as np
@@ -125,7 +112,7 @@ def serve(path: Path) -> dict:
         paths = [entry.path for entry in index.entries(ids.tolist()).values()]
         latencies.append(time.perf_counter() - began)
         found += len({int(p[4:11]) for p in paths} & set(expected.tolist()))
-    peak = _peak_rss()
+    peak = peak_rss_gib()
     vectors = index.store.vectors
     scans, subset = [], min(SUBSET, len(index.store.candidates.slots))
     for text in texts[:3]:
@@ -138,7 +125,7 @@ def serve(path: Path) -> dict:
         "p50_s": float(np.percentile(latencies, 50)),
         "p99_s": float(np.percentile(latencies, 99)),
         "recall": found / (10 * len(texts)),
-        "peak_rss": peak,
+        "peak_rss_gib": peak,
         "subset_scan_s": float(np.median(scans)) * SUBSET / subset,
     }
 
@@ -153,7 +140,7 @@ def run(work: Path, clips: int = CLIPS) -> list[Comparison]:
     )
     scan = served["subset_scan_s"] * clips / SUBSET
     size = sum(file.stat().st_size for file in path.parent.rglob("*") if file.is_file()) / 2**30
-    gib = served["peak_rss"] / 2**30
+    gib = served["peak_rss_gib"]
     met = gib <= 6 and served["p50_s"] <= 0.1 and served["p99_s"] <= 0.3 and served["recall"] >= 0.98
     note = (
         f"{clips:,} clips at {NUM_QUERIES} x {DIM}: build {built['writing_s']:.0f} s writing + "

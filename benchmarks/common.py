@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import platform
+import resource
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -132,3 +134,19 @@ def save_random_whisper_tiny(directory: Path) -> Path:
     WhisperForConditionalGeneration(config).save_pretrained(directory)
     WhisperFeatureExtractor(feature_size=80).save_pretrained(directory)
     return directory
+
+
+def peak_rss_gib() -> float:
+    """This process's peak resident memory.
+
+    Linux's VmHWM belongs to the running program; getrusage's maximum would also count the memory of
+    the process that started us, which the kernel carries across fork and exec.
+    """
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2**20
+    # ru_maxrss is in KiB on Linux and in bytes on macOS.
+    scale = 1 if sys.platform == "darwin" else 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**30

@@ -25,11 +25,14 @@ import json
 import math
 import multiprocessing
 import os
-import resource
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+# The peak-memory reading every benchmark shares (benchmarks/common.py).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from common import peak_rss_gib
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = {
@@ -102,22 +105,6 @@ def _save_checkpoints(stage: int, work: Path) -> None:
         save_random_flan_t5_xl(work / "flan-t5-xl-random")
 
 
-def _peak_rss_gib() -> float:
-    """This process's peak resident memory.
-
-    Linux's VmHWM belongs to the running program; getrusage's maximum would also count the memory of
-    the process that started us, which the kernel carries across fork and exec.
-    """
-    status = Path("/proc/self/status")
-    if status.is_file():
-        for line in status.read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 2**20
-    # ru_maxrss is in KiB on Linux and in bytes on macOS.
-    scale = 1 if sys.platform == "darwin" else 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**30
-
-
 def _safetensors_params(directory: Path) -> int:
     from safetensors import safe_open
 
@@ -170,7 +157,7 @@ def run(args: argparse.Namespace) -> dict:
                 raise SystemExit(f"building the random checkpoints failed (exit {child.exitcode})")
         config_class = PretrainConfig if args.stage == 1 else InstructConfig
         config = load_config(config_class, CONFIGS[args.stage, args.scale], _overrides(args, work))
-        rss_before = _peak_rss_gib()
+        rss_before = peak_rss_gib()
         started = time.perf_counter()
         if args.stage == 1:
             from mint.training.pretrain import run_pretraining
@@ -207,7 +194,7 @@ def run(args: argparse.Namespace) -> dict:
             "frozen_params": sum(_safetensors_params(path) for path in frozen if path.is_dir()),
             "step_seconds": step_seconds,
             "samples_per_s": config.trainer.batch_size / (sum(steady) / len(steady)),
-            "peak_rss_gib": _peak_rss_gib(),
+            "peak_rss_gib": peak_rss_gib(),
             "rss_before_training_gib": rss_before,
             "wall_seconds_with_saving": wall,
             "losses": {k: v for k, v in records[-1].items() if k.startswith("loss")},

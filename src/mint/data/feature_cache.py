@@ -146,13 +146,16 @@ class EncoderFeatureCache:
         """Cached features [T, D] (fp16) of clip `index`, or StaleCacheError naming the clip and why."""
         parts = []
         for cache in self.caches:
-            if not cache.directory.is_dir() and (self.directory / "encoders").is_dir():
+            try:
+                parts.append(cache.load(source, index, clip_id))
+            except StaleCacheError:
+                if cache.directory.is_dir() or not (self.directory / "encoders").is_dir():
+                    raise
                 raise StaleCacheError(
                     f"feature cache {self.directory}: no valid entry for clip {clip_id!r}: the audio encoder "
                     "differs from the ones the cache was built with (it holds other encoders' features only); "
                     "rebuild it with `mint cache-features`"
-                )
-            parts.append(cache.load(source, index, clip_id))
+                ) from None
         if len(parts) == 1:
             return parts[0]
         outputs = [

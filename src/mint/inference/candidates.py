@@ -48,9 +48,10 @@ def list_count(clips: int) -> int:
 
 
 def _unit(vectors: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length: candidates go by the direction of a clip's mean, since queries that
-    agree less have a shorter mean without being any less relevant (1M synthetic clips, 16 of 4,096
-    lists probed: recall 1.0 on unit means, 0.98 on raw ones at 32 of 1,024)."""
+    """Rows scaled to unit length, for spherical k-means lists: candidates go by the direction of a clip's
+    mean. Measured: 1M synthetic clips, unit means, 16 of 4,096 lists probed: every exact top-10 among 200
+    candidates; at 60k clips (32 of 1,024 lists, 512 candidates) unit and raw means did alike (0.979 and
+    0.981 recall@10), so the choice rests on the 1M figure, not on a comparison there."""
     vectors = np.array(vectors, dtype=np.float32, order="C")
     _faiss().normalize_L2(vectors)
     return vectors

@@ -26,8 +26,6 @@ from typing import TYPE_CHECKING
 import torch
 from tqdm import tqdm
 
-from mint.audio.decode import audio_info
-from mint.audio.frontend import resampled_length
 from mint.data.manifest import ManifestRecord
 from mint.errors import DataError, MintError
 from mint.inference.embedding import AudioStream
@@ -115,12 +113,9 @@ def _is_long(path: Path, pipeline: MintPipeline) -> bool:
     """Whether the file is longer than the model's clip (a header it cannot read: no, so the batched
     stream reports it)."""
     try:
-        info = audio_info(path)
+        return pipeline.frontend.reader(path).total > pipeline.frontend.max_samples
     except (MintError, OSError):
         return False
-    return (
-        resampled_length(info.frames, info.sample_rate, pipeline.sample_rate) > pipeline.frontend.max_samples
-    )
 
 
 def _embed(
@@ -135,8 +130,9 @@ def _embed(
     """Embed `pending`, upserting batch by batch (a file longer than the model's clip on its own, as its
     windows); returns the relative paths that failed to decode."""
     known = set(writer.known())
-    long = [file for file in pending if _is_long(root / file.path, pipeline)]
-    short = [file for file in pending if file not in set(long)]
+    long, short = [], []
+    for file in pending:
+        (long if _is_long(root / file.path, pipeline) else short).append(file)
     records = [ManifestRecord(id=item.path, audio=str(root / item.path)) for item in short]
     stream = AudioStream(pipeline.model, records, pipeline.batch_size, workers, progress, "index")
     with torch.no_grad():

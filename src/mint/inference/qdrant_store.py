@@ -101,8 +101,9 @@ class QdrantVectorStore:
         pass
 
     def search(
-        self, query: np.ndarray, count: int, candidates: int = 512, nprobe: int = 0
+        self, query: np.ndarray, count: int, candidates: int, nprobe: int
     ) -> tuple[np.ndarray, np.ndarray]:
+        # `nprobe` has no Qdrant counterpart: its HNSW index over the means is searched as configured.
         from qdrant_client import models
 
         self._check()

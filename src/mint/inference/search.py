@@ -31,8 +31,8 @@ from mint.objectives.matching import rerank_score
 
 logger = logging.getLogger(__name__)
 
-# Clips re-scored exactly per query. 200 held every exact top-10 of 1M synthetic clips (docs/performance.md);
-# more costs ~10 us each.
+# Clips re-scored exactly per query. 200 held every exact top-10 of 1M synthetic clips (the faiss/usearch
+# comparison in mint.inference.candidates); 512 leaves room for a real model's wider spread.
 DEFAULT_CANDIDATES = 512
 
 

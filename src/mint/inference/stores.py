@@ -21,7 +21,7 @@ from typing import Protocol
 import numpy as np
 
 from mint.errors import ConfigError
-from mint.inference.candidates import DEFAULT_NPROBE, IVF_MIN_CLIPS, CandidateIndex
+from mint.inference.candidates import IVF_MIN_CLIPS, CandidateIndex
 from mint.inference.vectors import QueryVectors
 
 CANDIDATES_FILE = "candidates.npz"
@@ -93,7 +93,7 @@ class LocalVectorStore:
         self.candidates.save(self.candidate_file)
 
     def search(
-        self, query: np.ndarray, count: int, candidates: int = 512, nprobe: int = DEFAULT_NPROBE
+        self, query: np.ndarray, count: int, candidates: int, nprobe: int
     ) -> tuple[np.ndarray, np.ndarray]:
         slots = self.candidates.search(query.mean(axis=0), max(candidates, count), nprobe)
         if len(query) == 1:

@@ -106,18 +106,16 @@ class QueryVectors:
     def _descriptor(self, name: str, width: int, needed: int) -> int:
         """The file open for reading, holding at least `needed` rows (reopened once a writer has grown it)."""
         descriptor = self._files.get(name)
-        if descriptor is None or os.fstat(descriptor).st_size < needed * width:
-            if descriptor is not None:
-                os.close(self._files.pop(name))
-            path = self.folder / name
-            descriptor = os.open(path, os.O_RDONLY) if path.exists() else None
-            size = os.fstat(descriptor).st_size if descriptor is not None else 0
-            if size < needed * width:
-                if descriptor is not None:
-                    os.close(descriptor)
-                raise ValueError(f"{path}: {size // width} rows, but slot {needed - 1} was asked for")
-            self._files[name] = descriptor
-        return descriptor
+        if descriptor is not None and os.fstat(descriptor).st_size >= needed * width:
+            return descriptor
+        if descriptor is not None:
+            os.close(self._files.pop(name))
+        path = self.folder / name
+        size = path.stat().st_size if path.exists() else 0
+        if size < needed * width:
+            raise ValueError(f"{path}: {size // width} rows, but slot {needed - 1} was asked for")
+        self._files[name] = os.open(path, os.O_RDONLY)
+        return self._files[name]
 
     def _gather(self, name: str, dtype: np.dtype, slots: np.ndarray) -> np.ndarray:
         """Rows `slots` of a file, in that order: one positioned read per run of neighbouring slots."""
