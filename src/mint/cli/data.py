@@ -1,7 +1,8 @@
 """`mint data`: dataset preparation.
 
 `mint data prepare FORMAT ROOT --out MANIFEST` writes a manifest;
-`mint data shard MANIFEST --out DIR --shard-size N` packs it into WebDataset tar shards.
+`mint data shard MANIFEST --out DIR --shard-size N` packs it into WebDataset tar shards;
+`mint data synth-long --out DIR --recordings N` generates long recordings with timed events.
 """
 
 from __future__ import annotations
@@ -45,6 +46,40 @@ def _shard(args: argparse.Namespace) -> int:
     report = write_shards(iter_manifest(args.manifest), args.out, args.shard_size, prefix=args.prefix)
     print(report.summary())
     return 0 if report.written else 1
+
+
+def _synth_long(args: argparse.Namespace) -> int:
+    from mint.data.synth.long_scenes import LongSceneSpec, generate_long_corpus
+
+    spec = LongSceneSpec(
+        num_recordings=args.recordings,
+        seed=args.seed,
+        sample_rate=args.sample_rate,
+        min_seconds=args.min_seconds,
+        max_seconds=args.max_seconds,
+        events_per_minute=args.events_per_minute,
+        event_kinds=args.kinds,
+    )
+    out = generate_long_corpus(spec, args.out, workers=args.workers, split=args.split)
+    print(f"{spec.num_recordings} long recordings in {out / 'audio'}; manifest {out / f'{args.split}.jsonl'}")
+    return 0
+
+
+def _kinds(text: str) -> list[str]:
+    kinds = [part.strip() for part in text.split(",") if part.strip()]
+    if not kinds:
+        raise argparse.ArgumentTypeError("expected comma-separated event kinds like siren,knock")
+    return kinds
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value}")
+    return value
 
 
 def _positive(text: str) -> int:
@@ -96,3 +131,37 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     shard.add_argument("--prefix", default="shard", help="shard file name prefix (default: shard)")
     shard.set_defaults(func=_shard)
+
+    long = actions.add_parser(
+        "synth-long",
+        help="generate long recordings (minutes) of timed events with silences between them",
+        description="Write N recordings of background noise with single sound events separated by at least "
+        "1 s of silence (mint.data.synth.long_scenes), as 16-bit WAVs under DIR/audio, and a manifest "
+        "DIR/<split>.jsonl whose records list each event's onset and offset and ask when things happen. "
+        "Recording i depends only on (seed, i); a rerun keeps complete files.",
+    )
+    long.add_argument("--out", required=True, metavar="DIR", help="folder for audio/ and the manifest")
+    long.add_argument("--recordings", type=_positive, required=True, metavar="N", help="how many recordings")
+    long.add_argument(
+        "--min-seconds",
+        type=float,
+        default=60.0,
+        help="shortest recording in seconds (default 60, at least 5)",
+    )
+    long.add_argument(
+        "--max-seconds", type=float, default=600.0, help="longest recording in seconds (default 600)"
+    )
+    long.add_argument(
+        "--events-per-minute",
+        type=float,
+        default=4.0,
+        help="expected events per minute (default 4, at most 20)",
+    )
+    long.add_argument(
+        "--kinds", type=_kinds, metavar="KIND,KIND", help="event kinds to draw from (default all)"
+    )
+    long.add_argument("--seed", type=_non_negative, default=0, help="corpus seed (default 0)")
+    long.add_argument("--sample-rate", type=int, default=16000, help="sample rate in Hz (default 16000)")
+    long.add_argument("--split", default="test", help="split name of the manifest (default: test)")
+    long.add_argument("--workers", type=_positive, default=2, help="processes rendering audio (default 2)")
+    long.set_defaults(func=_synth_long)

@@ -9,12 +9,17 @@ Fields of a record (only `id` and `audio` are required):
 * `qa` (list[{"question": str, "answer": str}]): question-answer pairs.
 * `event_description` (str): a generated clip's full description (`mint.data.synth`); clips with the
   same one are the same content, never each other's negatives in stage 1.
+* `events` (list[{"label": str, "onset": float, "offset": float, "caption": str}]): timed sound events,
+  onset and offset in seconds from the start of the file (offset >= onset >= 0), `label` the event's class,
+  `caption` (optional) a short noun phrase for that one event, e.g. "a loud long high-pitched siren". The
+  generated corpora (`mint.data.synth`) write them; a model's answers about time are scored against them.
 * `split`, `fold`, `duration`, `source`: optional metadata kept as given.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -31,6 +36,22 @@ class QAPair:
 
 
 @dataclass
+class TimedEvent:
+    """One sound event of a clip: `onset`/`offset` in seconds from the start of the file."""
+
+    label: str
+    onset: float
+    offset: float
+    caption: str | None = None
+
+    def to_json(self) -> dict:
+        obj = {"label": self.label, "onset": self.onset, "offset": self.offset}
+        if self.caption is not None:
+            obj["caption"] = self.caption
+        return obj
+
+
+@dataclass
 class ManifestRecord:
     id: str
     audio: str
@@ -42,9 +63,14 @@ class ManifestRecord:
     duration: float | None = None
     source: str | None = None
     event_description: str | None = None
+    events: list[TimedEvent] = field(default_factory=list)
 
     def to_json(self) -> dict:
-        return {key: value for key, value in asdict(self).items() if value not in (None, [], {})}
+        obj = {key: value for key, value in asdict(self).items() if value not in (None, [], {})}
+        if self.events:
+            # asdict would write `"caption": null` for uncaptioned events; the format leaves it out.
+            obj["events"] = [event.to_json() for event in self.events]
+        return obj
 
 
 _STRING_LISTS = ("captions", "labels")
@@ -54,6 +80,47 @@ def _string_list(value: object, where: str, key: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise DataError(f"{where}: field '{key}' must be a list of strings, got {value!r}")
     return list(value)
+
+
+def is_number(value: object) -> bool:
+    # bool is an int to Python, but `true` is no time; NaN and infinity are no time either.
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _timed_events(value: object, where: str) -> list[TimedEvent]:
+    if not isinstance(value, list):
+        raise DataError(
+            f"{where}: field 'events' must be a list of {{label, onset, offset[, caption]}} objects, "
+            f"got {value!r}"
+        )
+    known = set(TimedEvent.__dataclass_fields__)
+    parsed = []
+    for index, item in enumerate(value):
+        name = f"events[{index}]"
+        if not isinstance(item, dict):
+            raise DataError(
+                f"{where}: {name} must be a {{label, onset, offset[, caption]}} object, got {item!r}"
+            )
+        unknown = sorted(set(item) - known)
+        if unknown:
+            raise DataError(
+                f"{where}: {name} has unknown field(s) {unknown}; known fields are {sorted(known)}"
+            )
+        missing = [key for key in ("label", "onset", "offset") if key not in item]
+        if missing:
+            raise DataError(f"{where}: {name} is missing required field(s) {missing}")
+        label, onset, offset = item["label"], item["onset"], item["offset"]
+        caption = item.get("caption")
+        if not isinstance(label, str) or not label:
+            raise DataError(f"{where}: {name}.label must be a non-empty string, got {label!r}")
+        if not is_number(onset) or onset < 0:
+            raise DataError(f"{where}: {name}.onset must be a number >= 0, got {onset!r}")
+        if not is_number(offset) or offset < onset:
+            raise DataError(f"{where}: {name}.offset must be a number >= onset ({onset!r}), got {offset!r}")
+        if caption is not None and not isinstance(caption, str):
+            raise DataError(f"{where}: {name}.caption must be a string, got {caption!r}")
+        parsed.append(TimedEvent(label, float(onset), float(offset), caption))
+    return parsed
 
 
 def record_from_json(obj: object, where: str) -> ManifestRecord:
@@ -89,6 +156,8 @@ def record_from_json(obj: object, where: str) -> ManifestRecord:
                 )
             parsed.append(QAPair(**pair))
         values["qa"] = parsed
+    if "events" in values:
+        values["events"] = _timed_events(values["events"], where)
     if values.get("fold") is not None and not isinstance(values["fold"], int):
         raise DataError(f"{where}: field 'fold' must be an integer, got {values['fold']!r}")
     if values.get("event_description") is not None and not isinstance(values["event_description"], str):

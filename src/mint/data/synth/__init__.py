@@ -10,28 +10,61 @@ from mint.data.synth.corpus import (
     synth_example,
 )
 from mint.data.synth.events import EVENT_KINDS, Event, render_event, sample_event
+from mint.data.synth.long_scenes import (
+    LongExample,
+    LongRecording,
+    LongSceneSpec,
+    build_long_recording,
+    generate_long_corpus,
+    iter_long_audio,
+    long_example,
+    render_long_recording,
+    sample_long_recording,
+)
 from mint.data.synth.scenes import BACKGROUNDS, PlacedEvent, Scene, render_scene, sample_scene
-from mint.data.synth.text import captions, event_description, labels, question_answers
+from mint.data.synth.text import (
+    captions,
+    event_description,
+    format_clock,
+    format_seconds,
+    labels,
+    parse_seconds,
+    question_answers,
+    timed_events,
+)
 
 __all__ = [
     "BACKGROUNDS",
     "EVENT_KINDS",
     "Event",
+    "LongExample",
+    "LongRecording",
+    "LongSceneSpec",
     "PlacedEvent",
     "Scene",
     "SynthExample",
     "SynthSpec",
+    "build_long_recording",
     "captions",
     "clip_id",
     "event_description",
+    "format_clock",
+    "format_seconds",
     "generate_corpus",
+    "generate_long_corpus",
+    "iter_long_audio",
     "labels",
+    "long_example",
+    "parse_seconds",
     "question_answers",
     "render_event",
+    "render_long_recording",
     "render_scene",
     "sample_event",
+    "sample_long_recording",
     "sample_scene",
     "single_event_spec",
     "split_ranges",
     "synth_example",
+    "timed_events",
 ]

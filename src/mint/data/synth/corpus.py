@@ -3,7 +3,9 @@
 Clip `index` of a spec is drawn from `np.random.SeedSequence([seed, index])`, so any clip can be
 made in any order, in any process, without generating the ones before it. `generate_corpus`
 writes 16-bit WAVs and one manifest per split; it is atomic per file (temp name, then rename) and
-resumable (complete files are kept, unchanged manifests are not rewritten).
+resumable (complete files are kept, unchanged manifests are not rewritten). Every record lists its events
+with their onsets and offsets (`ManifestRecord.events`); `SynthSpec.timing` adds captions and questions
+that say when they happen.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,17 +22,17 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
-from mint.data.manifest import ManifestRecord, QAPair, read_manifest, write_manifest
+from mint.data.manifest import ManifestRecord, QAPair, TimedEvent, read_manifest, write_manifest
 from mint.data.synth.events import EVENT_KINDS, check_kinds
 from mint.data.synth.scenes import Scene, min_clip_seconds, render_scene, sample_scene
 from mint.data.synth.speech import SPLITS as SPEECH_SPLITS
-from mint.data.synth.text import captions, event_description, labels, question_answers
+from mint.data.synth.text import captions, event_description, labels, question_answers, timed_events
 from mint.errors import ConfigError, DataError, MintError
 
 SOURCE = "mint-synth"
 DEFAULT_SPLITS = {"train": 0.8, "val": 0.1, "test": 0.1}
 _SPEC_FILE = "synth_spec.json"
-_SPLIT_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+SPLIT_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
 @dataclass
@@ -48,6 +51,9 @@ class SynthSpec:
     # or "held_out" (accents, variants, rates and pitches that a "train" corpus never has).
     speech_share: float = 0.0
     speech_voices: str = "train"
+    # Timed captions and questions ("when does the siren start?" -> "at 0.4 seconds"); the audio is the
+    # same either way. Off by default, so corpora made before it existed keep their text.
+    timing: bool = False
 
     def __post_init__(self) -> None:
         self.snr_db_range = tuple(self.snr_db_range)
@@ -83,6 +89,8 @@ class SynthSpec:
             raise ConfigError(
                 f"synth.snr_db_range: expected (low, high) with low <= high, got {self.snr_db_range!r}"
             )
+        if not isinstance(self.timing, bool):
+            raise ConfigError(f"synth.timing: expected true or false, got {self.timing!r}")
 
     @property
     def vocabulary(self) -> list[str]:
@@ -106,6 +114,11 @@ class SynthExample:
     def event_description(self) -> str:
         return event_description(self.scene)
 
+    @property
+    def events(self) -> list[TimedEvent]:
+        """Each event's kind, onset and offset in seconds (the manifest's `events`)."""
+        return timed_events(self.scene.events)
+
 
 def clip_id(spec: SynthSpec, index: int) -> str:
     return f"synth-s{spec.seed}-{index:06d}"
@@ -127,9 +140,13 @@ def _describe(spec: SynthSpec, index: int) -> tuple[Scene, list[str], list[str],
         speech_voices=spec.speech_voices,
     )
     qa = question_answers(
-        scene, np.random.default_rng(text_seed), spec.vocabulary, speech=spec.speech_share > 0
+        scene,
+        np.random.default_rng(text_seed),
+        spec.vocabulary,
+        speech=spec.speech_share > 0,
+        timing=spec.timing,
     )
-    return scene, captions(scene), labels(scene), qa
+    return scene, captions(scene, timing=spec.timing), labels(scene), qa
 
 
 def synth_example(spec: SynthSpec, index: int) -> SynthExample:
@@ -143,7 +160,7 @@ def split_ranges(num_clips: int, splits: dict[str, float]) -> dict[str, range]:
     if not splits:
         raise ConfigError("splits: expected at least one split")
     for name, fraction in splits.items():
-        if not _SPLIT_NAME.match(name):
+        if not SPLIT_NAME.match(name):
             raise ConfigError(f"splits: split name {name!r} must be letters, digits, '_' or '-'")
         if not isinstance(fraction, (int, float)) or fraction < 0:
             raise ConfigError(f"splits.{name}: expected a non-negative fraction, got {fraction!r}")
@@ -155,24 +172,45 @@ def split_ranges(num_clips: int, splits: dict[str, float]) -> dict[str, range]:
     return {name: range(bounds[i], bounds[i + 1]) for i, name in enumerate(splits)}
 
 
-def _is_complete(path: Path, spec: SynthSpec) -> bool:
+# The helpers below are shared with `mint.data.synth.long_scenes`, whose corpus resumes the same way.
+
+
+def is_complete_wav(path: Path, sample_rate: int, frames: int) -> bool:
+    """Whether `path` is a readable audio file of exactly this rate and length (a finished write)."""
     try:
         info = sf.info(str(path))
     except (RuntimeError, OSError):
         return False
-    return info.samplerate == spec.sample_rate and info.frames == round(spec.clip_seconds * spec.sample_rate)
+    return info.samplerate == sample_rate and info.frames == frames
+
+
+def part_path(path: str | os.PathLike) -> Path:
+    # The temp name is fixed per file, so an interrupted run leaves no litter behind on the next one.
+    return Path(path).with_name(f".{Path(path).name}.part")
 
 
 def _write_clip(job: tuple[SynthSpec, int, str]) -> None:
     spec, index, path = job
     audio = synth_example(spec, index).audio
-    # The temp name is fixed per clip, so an interrupted run leaves no litter behind on the next one.
-    tmp = Path(path).with_name(f".{Path(path).name}.part")
+    tmp = part_path(path)
     sf.write(str(tmp), audio, spec.sample_rate, subtype="PCM_16", format="WAV")
     os.replace(tmp, path)
 
 
-def _check_spec_file(out_dir: Path, description: dict) -> None:
+def run_jobs(write: Callable[[tuple], None], jobs: list[tuple], workers: int, desc: str, unit: str) -> None:
+    """`write(job)` for every job, in `workers` processes when there is more than one job."""
+    with tqdm(total=len(jobs), desc=desc, unit=unit, disable=not jobs) as progress:
+        if workers > 1 and len(jobs) > 1:
+            with ProcessPoolExecutor(max_workers=workers) as pool:
+                for _ in pool.map(write, jobs, chunksize=max(1, len(jobs) // (8 * workers))):
+                    progress.update()
+        else:
+            for job in jobs:
+                write(job)
+                progress.update()
+
+
+def check_spec_file(out_dir: Path, description: dict) -> None:
     path = out_dir / _SPEC_FILE
     if path.exists():
         try:
@@ -200,6 +238,21 @@ def _manifest_unchanged(path: Path, records: list[ManifestRecord]) -> bool:
     return [record.to_json() for record in existing] == [record.to_json() for record in records]
 
 
+def write_manifest_if_changed(path: Path, records: list[ManifestRecord]) -> None:
+    # An unchanged manifest keeps its modification time, so a rerun that makes nothing new changes nothing.
+    if not _manifest_unchanged(path, records):
+        write_manifest(records, path)
+
+
+def _spec_description(spec: SynthSpec) -> dict:
+    """The spec as the folder's spec file records it. `timing` is left out when off, so folders written
+    before the field existed still match the spec that made them."""
+    description = json.loads(json.dumps(asdict(spec)))
+    if not spec.timing:
+        del description["timing"]
+    return description
+
+
 def generate_corpus(
     spec: SynthSpec,
     out_dir: str | os.PathLike,
@@ -212,20 +265,16 @@ def generate_corpus(
     out_dir = Path(out_dir).resolve()
     audio_dir = out_dir / "audio"
     audio_dir.mkdir(parents=True, exist_ok=True)
-    description = {"spec": json.loads(json.dumps(asdict(spec))), "splits": splits}
-    _check_spec_file(out_dir, description)
+    check_spec_file(out_dir, {"spec": _spec_description(spec), "splits": splits})
 
     paths = [audio_dir / f"{clip_id(spec, index)}.wav" for index in range(spec.num_clips)]
-    jobs = [(spec, index, str(path)) for index, path in enumerate(paths) if not _is_complete(path, spec)]
-    with tqdm(total=len(jobs), desc="synth clips", unit="clip", disable=not jobs) as progress:
-        if workers > 1 and len(jobs) > 1:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
-                for _ in pool.map(_write_clip, jobs, chunksize=max(1, len(jobs) // (8 * workers))):
-                    progress.update()
-        else:
-            for job in jobs:
-                _write_clip(job)
-                progress.update()
+    frames = round(spec.clip_seconds * spec.sample_rate)
+    jobs = [
+        (spec, index, str(path))
+        for index, path in enumerate(paths)
+        if not is_complete_wav(path, spec.sample_rate, frames)
+    ]
+    run_jobs(_write_clip, jobs, workers, desc="synth clips", unit="clip")
 
     for name, indices in ranges.items():
         records = []
@@ -242,9 +291,8 @@ def generate_corpus(
                     duration=float(spec.clip_seconds),
                     source=SOURCE,
                     event_description=event_description(scene),
+                    events=timed_events(scene.events),
                 )
             )
-        manifest = out_dir / f"{name}.jsonl"
-        if not _manifest_unchanged(manifest, records):
-            write_manifest(records, manifest)
+        write_manifest_if_changed(out_dir / f"{name}.jsonl", records)
     return out_dir
