@@ -1,12 +1,14 @@
 """Peak memory of `mint caption`, `mint ask` and `mint locate` on long recordings: it must not grow with
-the recording's length (`model.windowing` reads one batch of windows at a time).
+the recording's length (`model.windowing` reads one batch of windows at a time); and what each says about
+a siren placed at minute 47.
 
-    .venv/bin/python scripts/long_audio_memory.py --minutes 6 60
+    .venv/bin/python scripts/long_audio_memory.py --minutes 6 60 [--model DIR]
 
-The model is configs/instruct/tiny.yaml as built (Whisper tiny.en encoder from the weights cache, a fresh
-Bridge-Net, the random T5 LLM): the figures are memory and time, not caption quality. Each recording is
-16 kHz noise with a 1 kHz tone for two seconds at 47:00 (or at 80 % of a shorter one). Each command runs
-in its own process; its peak RSS is that process's `ru_maxrss`.
+Without `--model`, the model is configs/instruct/tiny.yaml as built (Whisper tiny.en encoder from the
+weights cache, a fresh Bridge-Net, the random T5 LLM): the figures are then memory and time, not answers.
+Each recording is pink noise with a generated event of another kind every 1-3 minutes and one loud siren
+at 47:00 (at 80 % of a shorter one), written by `mint.data.synth.long_scenes`. Each command runs in its
+own process; its peak RSS is that process's `ru_maxrss`.
 """
 
 from __future__ import annotations
@@ -21,11 +23,15 @@ import time
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 
 REPO = Path(__file__).resolve().parents[1]
 RATE = 16000
-_MEASURE = "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, capture_output=True); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+SIREN = "siren"
+_MEASURE = (
+    "import json, resource, subprocess, sys; "
+    "out = subprocess.run(sys.argv[1:], check=True, capture_output=True, text=True).stdout; "
+    "print(json.dumps({'kib': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, 'out': out}))"
+)
 
 
 def _model(folder: Path) -> Path:
@@ -41,28 +47,35 @@ def _model(folder: Path) -> Path:
 
 
 def _recording(path: Path, minutes: float) -> float:
-    """Write the recording a minute at a time; returns where its tone starts (seconds)."""
+    """Write the recording chunk by chunk; returns where its siren starts (seconds)."""
+    from mint.data.synth.events import EVENT_KINDS, sample_event
+    from mint.data.synth.long_scenes import build_long_recording, render_long_recording
+
     seconds = minutes * 60
-    tone_at = 47 * 60.0 if seconds > 48 * 60 else 0.8 * seconds
-    rng = np.random.default_rng(0)
-    with sf.SoundFile(path, "w", RATE, 1, subtype="PCM_16") as handle:
-        for start in range(0, int(seconds), 60):
-            part = 0.05 * rng.standard_normal(int(min(60, seconds - start) * RATE))
-            times = start + np.arange(len(part)) / RATE
-            part += np.where(
-                (times >= tone_at) & (times < tone_at + 2), 0.5 * np.sin(2 * np.pi * 1000 * times), 0
-            )
-            handle.write(part.astype(np.float32))
-    return tone_at
+    siren_at = 47 * 60.0 if seconds > 48 * 60 else 0.8 * seconds
+    rng = np.random.default_rng(7)
+    others = [kind for kind in EVENT_KINDS if kind != SIREN]
+    events, onset = [], 30.0
+    while onset < seconds - 5:
+        if abs(onset - siren_at) > 5:
+            events.append((sample_event(rng, others[int(rng.integers(len(others)))]), onset))
+        onset += float(rng.uniform(60, 180))
+    siren = sample_event(rng, SIREN)
+    while siren.loudness != "loud":
+        siren = sample_event(rng, SIREN)
+    events.append((siren, siren_at))
+    render_long_recording(build_long_recording(seconds, events, seed=1), path)
+    return siren_at
 
 
-def _peak(command: list[str]) -> tuple[float, float]:
-    """(peak RSS in GiB, seconds) of one command in its own process."""
+def _run(command: list[str]) -> tuple[float, float, str]:
+    """(peak RSS in GiB, seconds, what it printed) of one command in its own process."""
     began = time.perf_counter()
     result = subprocess.run(
         [sys.executable, "-c", _MEASURE, *command], check=True, capture_output=True, text=True
     )
-    return int(result.stdout.split()[-1]) / 2**20, time.perf_counter() - began
+    measured = json.loads(result.stdout.splitlines()[-1])
+    return measured["kib"] / 2**20, time.perf_counter() - began, measured["out"].strip()
 
 
 def main() -> int:
@@ -70,27 +83,30 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--minutes", type=float, nargs="+", default=[6, 60])
+    parser.add_argument("--model", type=Path, help="a saved stage-2 model (default: the tiny config, fresh)")
     args = parser.parse_args()
     mint = str(Path(sys.executable).with_name("mint"))
     rows = []
     with tempfile.TemporaryDirectory(prefix="mint-long-") as tmp:
-        model = str(_model(Path(tmp) / "model"))
+        model = str(args.model or _model(Path(tmp) / "model"))
         for minutes in args.minutes:
             path = Path(tmp) / f"{minutes:g}min.wav"
-            tone_at = _recording(path, minutes)
+            siren_at = _recording(path, minutes)
             row = {
                 "minutes": minutes,
                 "file_MiB": round(path.stat().st_size / 2**20, 1),
-                "tone_at_s": tone_at,
+                "siren_at_s": siren_at,
             }
             for name, command in (
-                ("caption", [mint, "caption", str(path), "--model", model, "--max-new-tokens", "8"]),
-                ("ask", [mint, "ask", str(path), "what do you hear at minute 47?", "--model", model]),
-                ("locate", [mint, "locate", str(path), "a beep", "--model", model, "--top", "1"]),
+                ("caption", [mint, "caption", str(path), "--model", model, "--max-new-tokens", "12"]),
+                ("ask", [mint, "ask", str(path), f"is there a {SIREN}?", "--model", model]),
+                ("locate", [mint, "locate", str(path), f"a {SIREN}", "--model", model, "--top", "1"]),
             ):
-                gib, seconds = _peak(command)
+                gib, seconds, printed = _run(command)
                 row[f"{name}_peak_rss_GiB"] = round(gib, 3)
                 row[f"{name}_s"] = round(seconds, 1)
+                # caption and ask print "PATH<tab>TEXT"; locate prints its best window and similarity.
+                row[f"{name}_output"] = printed.partition("\t")[2] if name != "locate" else printed
             rows.append(row)
             print(json.dumps(row), flush=True)
     print(f"this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB")

@@ -13,6 +13,7 @@ import soundfile as sf
 import torch
 
 from mint.cli.main import main
+from mint.data.instructions import evaluation_instruction
 from mint.inference import MintPipeline, build_index
 from mint.inference.long_audio import prompt_runs
 from mint.modeling.config import WindowingConfig
@@ -108,6 +109,47 @@ def test_a_long_recording_prompts_the_llm_with_its_windows_pooled_within_the_bud
         expected.shape[2],
     )
     torch.testing.assert_close(long_prompt[0], expected, rtol=0, atol=1e-5)
+
+
+def test_a_question_about_a_long_recording_prompts_the_windows_most_similar_to_it(
+    stage2_dir, clips, tmp_path, monkeypatch
+):
+    path, samples = _recording(tmp_path, clips)
+    pipeline = MintPipeline.from_pretrained(stage2_dir, batch_size=4)
+    model = pipeline.model
+    num_queries = model.config.bridge.num_queries
+    # The budget would hold all six windows: the question still reads only its two.
+    model.config = dataclasses.replace(
+        model.config, windowing=WindowingConfig(prompt_budget=6 * num_queries, question_windows=2)
+    )
+    prompts = []
+    generate = model.llm.generate
+    monkeypatch.setattr(
+        model.llm, "generate", lambda prompt, *a, **k: prompts.append(prompt) or generate(prompt, *a, **k)
+    )
+    question = "is there a dog barking?"
+    pipeline.ask(path, question, max_new_tokens=2)
+
+    # The reference: the two windows of highest ATC similarity to the question, each whole, in time order.
+    windows = pipeline.embed_windows(path)
+    similarity = (windows.embeddings @ pipeline.embed_text(question)[0]).max(axis=1)
+    chosen = sorted(np.argsort(similarity)[-2:].tolist())
+    assert similarity[chosen].min() > np.delete(similarity, chosen).max()  # no tie decides the choice
+    instruction = evaluation_instruction("qa", question=question)
+    with torch.no_grad():
+        expected = torch.cat(
+            [
+                model.soft_prompt(
+                    pipeline.encode(
+                        [samples[round(windows.starts[i] * RATE) : round(windows.ends[i] * RATE)]]
+                    ),
+                    [instruction],
+                )[0]
+                for i in chosen
+            ]
+        )[None]
+    assert len(prompts) == 1
+    torch.testing.assert_close(prompts[0], expected, rtol=0, atol=1e-5)
 
 
 def test_the_locate_and_caption_commands_read_a_long_file(stage2_dir, clips, tmp_path, capsys):

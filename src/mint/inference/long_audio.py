@@ -6,7 +6,10 @@ batch at a time, so memory holds one batch of windows whatever the recording's l
 * `long_prompt`: one soft prompt for the LLM. Each window's instruction-aware queries go through
   `llm_proj`; in time order they are concatenated while they fit `prompt_budget` tokens, and beyond it
   averaged over runs of consecutive windows, as many runs as windows fit the budget (running sums, so
-  the prompt never holds more than the budget). The LLM sees no window position beyond that order.
+  the prompt never holds more than the budget). A question (`focus`, its ATC text embedding) instead
+  reads the `question_windows` windows most similar to it, each whole and in time order: averaging 94
+  windows of an hour into one slot would bury a sound heard in only one of them. The LLM sees no window
+  position beyond that order.
 """
 
 from __future__ import annotations
@@ -41,9 +44,13 @@ class WindowScore:
     similarity: float  # ATC: the best query's dot product with the text
 
 
-def recording_windows(model: MintModel, reader: AudioReader, window: int) -> list[Window]:
-    """The windows of `reader`'s recording for a model whose clips are `window` samples long."""
-    window, hop = window_sizes(window, model.config.windowing.overlap)
+def recording_windows(
+    model: MintModel, reader: AudioReader, window: int, overlap: float | None = None
+) -> list[Window]:
+    """The windows of `reader`'s recording for a model whose clips are `window` samples long, overlapping by
+    `overlap` (default the model's `windowing.overlap`)."""
+    overlap = model.config.windowing.overlap if overlap is None else overlap
+    window, hop = window_sizes(window, overlap)
     return plan_windows(reader.total, window, hop, reader.frontend.sample_rate)
 
 
@@ -57,9 +64,14 @@ def _batches(
 
 @torch.no_grad()
 def window_embeddings(
-    model: MintModel, reader: AudioReader, window: int, batch_size: int, encode: Encode
+    model: MintModel,
+    reader: AudioReader,
+    window: int,
+    batch_size: int,
+    encode: Encode,
+    overlap: float | None = None,
 ) -> WindowEmbeddings:
-    windows = recording_windows(model, reader, window)
+    windows = recording_windows(model, reader, window, overlap)
     embeddings = [
         model.audio_embeddings(audio).float().cpu().numpy()
         for _, audio in _batches(reader, windows, batch_size, encode)
@@ -87,15 +99,34 @@ def prompt_runs(windows: int, num_queries: int, budget: int) -> list[int]:
     return [index * runs // windows for index in range(windows)]
 
 
+def focus_windows(windows: WindowEmbeddings, text: np.ndarray, count: int) -> np.ndarray:
+    """Indices, in time order, of the `count` windows most similar (ATC) to one text embedding `[E]`."""
+    similarity = (windows.embeddings @ np.asarray(text, dtype=np.float32)).max(axis=1)
+    return np.sort(np.argsort(-similarity, kind="stable")[:count])
+
+
 @torch.no_grad()
 def long_prompt(
-    model: MintModel, reader: AudioReader, window: int, instruction: str, batch_size: int, encode: Encode
+    model: MintModel,
+    reader: AudioReader,
+    window: int,
+    instruction: str,
+    batch_size: int,
+    encode: Encode,
+    focus: np.ndarray | None = None,
 ) -> torch.Tensor:
-    """The soft prompt `[1, T, D_llm]` of a recording of any length (see the module doc)."""
+    """The soft prompt `[1, T, D_llm]` of a recording of any length (see the module doc); `focus`: the
+    question's text embedding `[E]`, which picks the windows."""
     windows = recording_windows(model, reader, window)
-    run_of = torch.tensor(
-        prompt_runs(len(windows), model.config.bridge.num_queries, model.config.windowing.prompt_budget)
-    )
+    windowing = model.config.windowing
+    if focus is not None and len(windows) > windowing.question_windows:
+        embeddings = window_embeddings(model, reader, window, batch_size, encode)
+        windows = [windows[index] for index in focus_windows(embeddings, focus, windowing.question_windows)]
+        run_of = torch.arange(len(windows))
+    else:
+        run_of = torch.tensor(
+            prompt_runs(len(windows), model.config.bridge.num_queries, windowing.prompt_budget)
+        )
     runs = int(run_of.max()) + 1
     sums: torch.Tensor | None = None
     counts = torch.zeros(runs)

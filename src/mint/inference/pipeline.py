@@ -184,10 +184,17 @@ class MintPipeline:
 
     @torch.no_grad()
     def _generate(
-        self, items: list[AudioInput], instructions: list[str], sample_rate: int | None, single: bool, **kw
+        self,
+        items: list[AudioInput],
+        instructions: list[str],
+        sample_rate: int | None,
+        single: bool,
+        focus: Sequence[str] | None = None,
+        **kw,
     ) -> list[str]:
         """Clips within the model's clip length are generated for in batches; a longer recording alone,
-        from its windows (`mint.inference.long_audio.long_prompt`)."""
+        from its windows (`mint.inference.long_audio.long_prompt`), chosen by similarity to its `focus`
+        text (a question) when there are more than fit the prompt."""
         settings = DEFAULT_GENERATION | kw
         readers = [
             open_reader(item, self.frontend, sample_rate, self._name(index, single))
@@ -213,6 +220,7 @@ class MintPipeline:
                     instructions[index],
                     self.batch_size,
                     self.encode,
+                    None if focus is None else self.embed_text(focus[index])[0],
                 )
                 texts[index] = llm.generate(prompt, [instructions[index]], **settings)[0]
         return [texts[index] for index in range(len(items))]
@@ -241,7 +249,8 @@ class MintPipeline:
         sample_rate: int | None = None,
         **generation: Any,
     ) -> str | list[str]:
-        """The answer to `question` (one shared by every clip, or one per clip) about each clip."""
+        """The answer to `question` (one shared by every clip, or one per clip) about each clip; in a
+        recording longer than the prompt holds, about the windows most similar to the question."""
         self._require_llm("ask")
         batch = as_batch(audio)
         questions = [question] * len(batch.items) if isinstance(question, str) else list(question)
@@ -249,9 +258,11 @@ class MintPipeline:
             raise ConfigError(f"question: {len(questions)} questions for {len(batch.items)} clips")
         if not all(isinstance(text, str) and text.strip() for text in questions):
             raise ConfigError(f"question: expected non-empty text, got {question!r}")
-        instructions = [evaluation_instruction("qa", question=text.strip()) for text in questions]
+        questions = [text.strip() for text in questions]
+        instructions = [evaluation_instruction("qa", question=text) for text in questions]
         return _unwrap(
-            self._generate(batch.items, instructions, sample_rate, batch.single, **generation), batch.single
+            self._generate(batch.items, instructions, sample_rate, batch.single, questions, **generation),
+            batch.single,
         )
 
     # ----- classification ------------------------------------------------------------------------
@@ -345,11 +356,19 @@ class MintPipeline:
             raise ConfigError(f"texts: expected a string or a non-empty list of strings, got {texts!r}")
         return embed_texts(self.model, texts, TEXT_BATCH).numpy()
 
-    def embed_windows(self, audio: AudioInput, sample_rate: int | None = None) -> WindowEmbeddings:
-        """One recording of any length as windows of the model's clip length (`model.windowing`): each
-        window's audio embeddings `[Nq, E]` and time span, read a batch of windows at a time."""
+    def embed_windows(
+        self, audio: AudioInput, sample_rate: int | None = None, overlap: float | None = None
+    ) -> WindowEmbeddings:
+        """One recording of any length as windows of the model's clip length: each window's audio embeddings
+        `[Nq, E]` and time span, read a batch of windows at a time. `overlap`: the fraction of a window
+        shared with the next (default the model's `windowing.overlap`); more places time more finely
+        (`mint.evaluation.temporal`) at the cost of more windows."""
+        if overlap is not None and not 0 <= overlap < 1:
+            raise ConfigError(f"overlap: expected a fraction in [0, 1), got {overlap!r}")
         reader = open_reader(audio, self.frontend, sample_rate)
-        return window_embeddings(self.model, reader, self.frontend.max_samples, self.batch_size, self.encode)
+        return window_embeddings(
+            self.model, reader, self.frontend.max_samples, self.batch_size, self.encode, overlap
+        )
 
     def locate(self, audio: AudioInput, text: str, sample_rate: int | None = None) -> list[WindowScore]:
         """Where in a recording of any length `text` is heard: each window's ATC similarity to it, in time

@@ -16,16 +16,24 @@ class WindowingConfig:
     """Audio longer than `max_audio_seconds` at inference: windows of that length, each overlapping the
     next by the fraction `overlap` of a window (`mint.audio.windows`), each read by the Bridge-Net on its own. The LLM gets the
     windows' soft prompts in time order, concatenated up to `prompt_budget` tokens and, beyond it,
-    averaged over runs of consecutive windows (the same number of runs as windows fit the budget)."""
+    averaged over runs of consecutive windows (the same number of runs as windows fit the budget). A
+    question reads the `question_windows` windows most similar to it instead (`mint.inference.long_audio`).
+    """
 
     overlap: float = 0.2
     prompt_budget: int = 256
+    # One by default: the model was trained on one clip's soft prompt. On a 60-minute recording the demo's
+    # stage-2 model (16 queries) answered four questions with empty text or "You are given a choice..."
+    # when given 16 windows (256 tokens), and in its answer vocabulary ("yes", "no", "soft") given one.
+    question_windows: int = 1
 
     def __post_init__(self) -> None:
         if not 0 <= self.overlap < 1:
             raise ConfigError(f"model.windowing.overlap: expected a fraction in [0, 1), got {self.overlap}")
         if self.prompt_budget < 1:
             raise ConfigError(f"model.windowing.prompt_budget: expected >= 1, got {self.prompt_budget}")
+        if self.question_windows < 1:
+            raise ConfigError(f"model.windowing.question_windows: expected >= 1, got {self.question_windows}")
 
 
 @dataclass(frozen=True)
