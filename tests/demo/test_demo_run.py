@@ -27,6 +27,10 @@ FAST = [
     "corpus.speech_test_clips=4",
     "corpus.validation_clips=6",
     "corpus.max_events=2",
+    "corpus.long_recordings=2",
+    "corpus.long_min_seconds=12",
+    "corpus.long_max_seconds=20",
+    "corpus.long_events_per_minute=12",
 ]
 
 
@@ -87,7 +91,12 @@ def test_demo_path_end_to_end_on_a_small_corpus(tmp_path, capsys):
     assert "feature cache" in report["timings_s"]
     text = (out / "report.md").read_text()
     assert "zero_shot_classification_accuracy" in text and "Example answers" in text
-    for plot in ("stage1_losses", "stage2_losses", "confusion_matrix", "recall_at_k"):
+    # Long recordings: onset error beside its baseline, and retrieval of recording and window.
+    temporal = report["results"]["temporal"]
+    assert temporal["data"]["clips_evaluated"] == 2
+    assert headline["event_onset_median_error_s"]["reference_is"] == "the middle of the recording"
+    assert 0 <= headline["long_recording_window@1"]["value"] <= headline["long_recording_R@1"]["value"] <= 1
+    for plot in ("stage1_losses", "stage2_losses", "confusion_matrix", "recall_at_k", "timeline"):
         assert (out / f"{plot}.png").stat().st_size > 1000, plot
     printed = capsys.readouterr().out
     assert "Example captions" in printed and "report.md" in printed

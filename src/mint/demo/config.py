@@ -26,6 +26,13 @@ class DemoCorpusConfig:
     # spoken-word test clips all have one, said by voices that training never hears.
     speech_share: float = 0.5
     speech_test_clips: int = 100
+    # Held-out long recordings (1-10 minutes, events apart with silences between them), for event-onset
+    # error and long-recording retrieval: 6 at 1.5 events a minute hold ~40 minutes and ~30 events heard
+    # once in their recording (the ones "when does it start?" has one answer for).
+    long_recordings: int = 6
+    long_min_seconds: float = 60.0
+    long_max_seconds: float = 600.0
+    long_events_per_minute: float = 1.5
     workers: int = 2
 
 

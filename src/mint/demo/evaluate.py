@@ -21,6 +21,7 @@ from mint.evaluation.captioning import CaptionOptions, run_captioning
 from mint.evaluation.classify import ClassifyOptions, run_classification
 from mint.evaluation.metrics import compute_caption_metrics
 from mint.evaluation.retrieve import RetrieveOptions, calibrate_rerank, run_retrieval
+from mint.evaluation.temporal import TemporalOptions, run_temporal
 from mint.modeling import MintModel
 from mint.modeling.saved import read_saved_config
 
@@ -113,6 +114,7 @@ def evaluate_demo(
     single_test: Path,
     speech_test: Path | None,
     validation: Path | None,
+    long_test: Path | None,
     out: Path,
     retrieval_k: int,
     caption_beams: int,
@@ -123,7 +125,8 @@ def evaluate_demo(
 ) -> dict:
     """ATC classification and retrieval use the stage-1 model (as BLIP-2 evaluates them); the
     generative tasks use the instruction-tuned one. With a `validation` manifest the ATM re-ranking weight
-    is chosen on it first and saved with the stage-1 model, so that retrieval on the test scenes uses it."""
+    is chosen on it first and saved with the stage-1 model, so that retrieval on the test scenes uses it.
+    `long_test`: long recordings with timed events, for onset error and long-recording retrieval."""
     train, test = read_manifest(scenes_train), read_manifest(scenes_test)
     retrieve_options = RetrieveOptions(k=retrieval_k, progress=progress)
     calibration = None
@@ -149,6 +152,10 @@ def evaluate_demo(
         ),
         "captioning_random_baseline": random_caption_baseline(test, seed),
     }
+    if long_test is not None:
+        results["temporal"] = run_temporal(
+            long_test, stage1_dir, out / "temporal", TemporalOptions(progress=progress)
+        )
     model = MintModel.from_pretrained(model_dir)
     results["qa"] = question_answering(model, test[:qa_clips], train, progress=progress)
     if speech_test is not None:

@@ -117,6 +117,47 @@ def _headline(results: dict) -> list[dict]:
             "reference_is": "random captions",
         },
         *spoken_rows,
+        *_temporal_rows(results.get("temporal")),
+    ]
+
+
+def _temporal_rows(temporal: dict | None) -> list[dict]:
+    """Onset error and long-recording retrieval on the held-out long scenes (`mint.evaluation.temporal`)."""
+    if temporal is None:
+        return []
+    onsets, retrieval = temporal["onsets"], temporal["retrieval"]
+    recordings = temporal["data"]["clips_evaluated"]
+    model, baseline = onsets["model"], onsets["baseline_middle_of_recording"]
+    events = f"{onsets['events']} events heard once in their recording, {recordings} long recordings"
+    return [
+        {
+            "metric": "event_onset_median_error_s",
+            "what": f"lower is better; {events}",
+            "value": model["median_seconds"],
+            "reference": baseline["median_seconds"],
+            "reference_is": "the middle of the recording",
+        },
+        {
+            "metric": "event_onsets_within_1s",
+            "what": events,
+            "value": model["within_1s"],
+            "reference": baseline["within_1s"],
+            "reference_is": "the middle of the recording",
+        },
+        {
+            "metric": "long_recording_R@1",
+            "what": f"{retrieval['queries']} event captions, best window per recording",
+            "value": retrieval["recording_at_1"],
+            "reference": retrieval["recording_chance"],
+            "reference_is": "chance",
+        },
+        {
+            "metric": "long_recording_window@1",
+            "what": "right recording, and its best window holds half the event or more",
+            "value": retrieval["window_at_1"],
+            "reference": retrieval["window_chance"],
+            "reference_is": "chance (a random window of a right recording)",
+        },
     ]
 
 
@@ -156,6 +197,7 @@ def write_report(out: Path, config: DemoConfig, results: dict, timings: dict, st
     for name, source in (
         ("confusion_matrix", out / "eval" / "classify-atc" / "confusion_matrix.png"),
         ("recall_at_k", out / "eval" / "retrieval" / "recall_at_k.png"),
+        ("timeline", out / "eval" / "temporal" / "timeline.png"),
     ):
         if source.is_file():
             shutil.copyfile(source, out / f"{name}.png")

@@ -17,6 +17,7 @@ from pathlib import Path
 from mint.config import save_config
 from mint.data.manifest import read_manifest
 from mint.data.synth.corpus import SynthSpec, generate_corpus, single_event_spec
+from mint.data.synth.long_scenes import LongSceneSpec, generate_long_corpus
 from mint.demo.config import DemoConfig
 from mint.demo.evaluate import evaluate_demo
 from mint.demo.llm_corpus import answer_documents, context_documents, corpus_texts
@@ -75,6 +76,16 @@ def _corpus(config: DemoConfig, root: Path) -> dict[str, Path]:
         )
         generate_corpus(speech, root / "speech", workers=corpus.workers, splits={"test": 1.0})
         manifests["speech"] = root / "speech" / "test.jsonl"
+    if corpus.long_recordings > 0:
+        long = LongSceneSpec(
+            num_recordings=corpus.long_recordings,
+            seed=config.seed + 4,
+            min_seconds=corpus.long_min_seconds,
+            max_seconds=corpus.long_max_seconds,
+            events_per_minute=corpus.long_events_per_minute,
+        )
+        generate_long_corpus(long, root / "long", workers=corpus.workers)
+        manifests["long"] = root / "long" / "test.jsonl"
     return manifests
 
 
@@ -190,6 +201,7 @@ def run_demo(config: DemoConfig, progress: bool = True) -> dict:
         manifests["single"],
         manifests.get("speech"),
         manifests.get("validation"),
+        manifests.get("long"),
         out / "eval",
         retrieval_k=evaluation.retrieval_k,
         caption_beams=evaluation.caption_beams,

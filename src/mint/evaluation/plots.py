@@ -89,3 +89,36 @@ def plot_recall_curves(
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return path
+
+
+def plot_timeline(
+    times: np.ndarray,
+    curves: Mapping[str, np.ndarray],
+    events: Sequence[tuple[str, float, float]],
+    path: str | os.PathLike,
+    title: str = "",
+) -> Path | None:
+    """Similarity over time, one curve per label, and each true event (label, onset, offset) as a band in
+    its label's colour: where the model hears each sound against where it is."""
+    plt = _pyplot()
+    if plt is None:
+        return None
+    figure, axis = plt.subplots(figsize=(11.0, 3.6))
+    colours = {}
+    for label, values in curves.items():
+        (line,) = axis.plot(times, values, label=label, linewidth=1.1)
+        colours[label] = line.get_color()
+    for label, onset, offset in events:
+        axis.axvspan(onset, offset, color=colours.get(label, "grey"), alpha=0.25, linewidth=0)
+    axis.set_xlabel("seconds (window centre; shaded: the true events)")
+    axis.set_ylabel("ATC similarity")
+    axis.set_xlim(float(times[0]), float(times[-1]))
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8, loc="lower right")
+    if title:
+        axis.set_title(title, fontsize=9)
+    figure.tight_layout()
+    path = Path(path)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
