@@ -31,6 +31,7 @@ FAST = [
     "corpus.long_min_seconds=12",
     "corpus.long_max_seconds=20",
     "corpus.long_events_per_minute=12",
+    "corpus.timing=true",
 ]
 
 
@@ -91,6 +92,10 @@ def test_demo_path_end_to_end_on_a_small_corpus(tmp_path, capsys):
     assert "feature cache" in report["timings_s"]
     text = (out / "report.md").read_text()
     assert "zero_shot_classification_accuracy" in text and "Example answers" in text
+    # Timed questions are scored by the error of the time given, and left out of exact-match QA.
+    timed = report["results"]["timed_qa"]
+    assert timed["questions"] > 0 and headline["timed_answers_within_1s"]["reference"] is not None
+    assert not any("when does" in example["question"] for example in report["results"]["qa"]["examples"])
     # Long recordings: onset error beside its baseline, and retrieval of recording and window.
     temporal = report["results"]["temporal"]
     assert temporal["data"]["clips_evaluated"] == 2

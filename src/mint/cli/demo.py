@@ -7,6 +7,11 @@ import argparse
 from mint.config import load_config
 
 
+def _number(value: float | None) -> str:
+    """A figure to three decimals; 'n/a' where there is none (a median of answers mostly without a time)."""
+    return "n/a" if value is None else f"{value:.3f}"
+
+
 def _demo(args: argparse.Namespace) -> int:
     from mint.demo.config import DemoConfig
     from mint.demo.run import run_demo
@@ -20,7 +25,9 @@ def _demo(args: argparse.Namespace) -> int:
     report = run_demo(config)
     print(f"\nMINT demo ({report['llm']})")
     for row in report["headline"]:
-        print(f"  {row['metric']:<38} {row['value']:.3f}   ({row['reference_is']}: {row['reference']:.3f})")
+        print(
+            f"  {row['metric']:<38} {_number(row['value'])}   ({row['reference_is']}: {_number(row['reference'])})"
+        )
     print("\nExample captions:")
     for example in report["examples"]["captions"]:
         print(f"  {example['id']}: {example['candidate']!r}  (reference: {example['references'][0]!r})")

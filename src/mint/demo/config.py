@@ -26,6 +26,9 @@ class DemoCorpusConfig:
     # spoken-word test clips all have one, said by voices that training never hears.
     speech_share: float = 0.5
     speech_test_clips: int = 100
+    # Timed forms of the scenes' text (`synth.timing`): a caption with each event's span and "when does the
+    # X start/end?" answered to 0.1 s, scored by the error of the time given (`timed_qa` in the report).
+    timing: bool = False
     # Held-out long recordings (1-10 minutes, events apart with silences between them), for event-onset
     # error and long-recording retrieval: 6 at 1.5 events a minute hold ~40 minutes and ~30 events heard
     # once in their recording (the ones "when does it start?" has one answer for).

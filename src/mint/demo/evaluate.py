@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 import re
 from collections import Counter
 from collections.abc import Collection
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
 from mint.audio.frontend import AudioFrontend, FrontendConfig, pad_batch
 from mint.data.instructions import evaluation_instruction
-from mint.data.manifest import ManifestRecord, read_manifest
+from mint.data.manifest import ManifestRecord, QAPair, read_manifest
 from mint.data.synth.speech import WORDS
-from mint.data.synth.text import WORD_QUESTIONS
+from mint.data.synth.text import WORD_QUESTIONS, parse_seconds
 from mint.evaluation.captioning import CaptionOptions, run_captioning
 from mint.evaluation.classify import ClassifyOptions, run_classification
 from mint.evaluation.metrics import compute_caption_metrics
@@ -24,6 +26,8 @@ from mint.evaluation.retrieve import RetrieveOptions, calibrate_rerank, run_retr
 from mint.evaluation.temporal import TemporalOptions, run_temporal
 from mint.modeling import MintModel
 from mint.modeling.saved import read_saved_config
+
+TIME_TOLERANCE_S = 1.0
 
 
 def normalise_answer(text: str) -> str:
@@ -39,7 +43,34 @@ def majority_answers(train: list[ManifestRecord]) -> dict[str, str]:
     return {question: counter.most_common(1)[0][0] for question, counter in counts.items()}
 
 
+def is_timed(pair: QAPair) -> bool:
+    """A question answered with a time ("when does the siren start?" -> "at 0.4 seconds")."""
+    return parse_seconds(pair.answer) is not None
+
+
 @torch.no_grad()
+def _answers(
+    model: MintModel,
+    rows: list[tuple[ManifestRecord, QAPair]],
+    batch_size: int,
+    max_new_tokens: int,
+    progress: bool,
+) -> list[str]:
+    """Greedy answers to each (clip, question) row."""
+    model.eval()
+    frontend = AudioFrontend(
+        FrontendConfig(sample_rate=model.sample_rate, max_seconds=model.config.max_audio_seconds)
+    )
+    answers: list[str] = []
+    for start in tqdm(range(0, len(rows), batch_size), desc="question answering", disable=not progress):
+        chunk = rows[start : start + batch_size]
+        waveforms, lengths = pad_batch([frontend.load(record.audio) for record, _ in chunk])
+        audio = model.encode_audio(waveforms, lengths)
+        questions = [evaluation_instruction("qa", question=pair.question) for _, pair in chunk]
+        answers += model.generate(audio, questions, max_new_tokens=max_new_tokens)
+    return answers
+
+
 def question_answering(
     model: MintModel,
     test: list[ManifestRecord],
@@ -50,39 +81,79 @@ def question_answering(
     questions: Collection[str] | None = None,
 ) -> dict:
     """Exact-match accuracy (after lower-casing and dropping punctuation) of greedy answers, over every
-    question of the test clips or only those in `questions`."""
-    model.eval()
-    frontend = AudioFrontend(
-        FrontendConfig(sample_rate=model.sample_rate, max_seconds=model.config.max_audio_seconds)
-    )
+    question of the test clips answered with words, or only those in `questions` (timed questions are
+    scored by `timed_answers`)."""
     majority = majority_answers(train)
     rows = [
         (record, pair)
         for record in test
         for pair in record.qa
-        if questions is None or pair.question in questions
+        if (pair.question in questions if questions is not None else not is_timed(pair))
     ]
     correct = baseline = 0
     examples = []
-    for start in tqdm(range(0, len(rows), batch_size), desc="question answering", disable=not progress):
-        chunk = rows[start : start + batch_size]
-        waveforms, lengths = pad_batch([frontend.load(record.audio) for record, _ in chunk])
-        audio = model.encode_audio(waveforms, lengths)
-        questions = [evaluation_instruction("qa", question=pair.question) for _, pair in chunk]
-        answers = model.generate(audio, questions, max_new_tokens=max_new_tokens)
-        for (record, pair), answer in zip(chunk, answers, strict=True):
-            expected = normalise_answer(pair.answer)
-            correct += normalise_answer(answer) == expected
-            baseline += majority.get(pair.question) == expected
-            if len(examples) < 50:
-                examples.append(
-                    {"id": record.id, "question": pair.question, "answer": answer, "expected": pair.answer}
-                )
+    for (record, pair), answer in zip(
+        rows, _answers(model, rows, batch_size, max_new_tokens, progress), strict=True
+    ):
+        expected = normalise_answer(pair.answer)
+        correct += normalise_answer(answer) == expected
+        baseline += majority.get(pair.question) == expected
+        if len(examples) < 50:
+            examples.append(
+                {"id": record.id, "question": pair.question, "answer": answer, "expected": pair.answer}
+            )
     total = max(1, len(rows))
     return {
         "questions": len(rows),
         "accuracy": correct / total,
         "majority_baseline_accuracy": baseline / total,
+        "examples": examples,
+    }
+
+
+def _time_errors(errors: list[float]) -> dict:
+    values = np.array(errors, dtype=np.float64)
+    median = float(np.median(values)) if values.size else None
+    return {
+        "median_error_s": median if median is not None and math.isfinite(median) else None,
+        "within_1s": float(np.mean(values <= TIME_TOLERANCE_S)) if values.size else None,
+    }
+
+
+def timed_answers(
+    model: MintModel,
+    test: list[ManifestRecord],
+    train: list[ManifestRecord],
+    batch_size: int = 32,
+    max_new_tokens: int = 8,
+    progress: bool = True,
+) -> dict:
+    """Questions answered with a time ("when does the siren start?"): the error of the time the answer
+    gives (`parse_seconds`; an answer without one is infinitely wrong), beside a baseline answering every
+    question with its median time in training."""
+    times: dict[str, list[float]] = {}
+    for record in train:
+        for pair in record.qa:
+            if is_timed(pair):
+                times.setdefault(pair.question, []).append(parse_seconds(pair.answer))
+    rows = [(record, pair) for record in test for pair in record.qa if is_timed(pair)]
+    errors, baseline, examples = [], [], []
+    for (record, pair), answer in zip(
+        rows, _answers(model, rows, batch_size, max_new_tokens, progress), strict=True
+    ):
+        expected, given = parse_seconds(pair.answer), parse_seconds(answer)
+        errors.append(math.inf if given is None else abs(given - expected))
+        seen = times.get(pair.question)
+        baseline.append(math.inf if not seen else abs(float(np.median(seen)) - expected))
+        if len(examples) < 20:
+            examples.append(
+                {"id": record.id, "question": pair.question, "answer": answer, "expected": pair.answer}
+            )
+    return {
+        "questions": len(rows),
+        "unparsed": sum(math.isinf(error) for error in errors),
+        "model": _time_errors(errors),
+        "baseline_median_training_time": _time_errors(baseline),
         "examples": examples,
     }
 
@@ -158,6 +229,8 @@ def evaluate_demo(
         )
     model = MintModel.from_pretrained(model_dir)
     results["qa"] = question_answering(model, test[:qa_clips], train, progress=progress)
+    if any(is_timed(pair) for record in test[:qa_clips] for pair in record.qa):
+        results["timed_qa"] = timed_answers(model, test[:qa_clips], train, progress=progress)
     if speech_test is not None:
         # Voices that training never heard; the chance level is one word of the vocabulary.
         spoken = question_answering(

@@ -117,7 +117,32 @@ def _headline(results: dict) -> list[dict]:
             "reference_is": "random captions",
         },
         *spoken_rows,
+        *_timed_qa_rows(results.get("timed_qa")),
         *_temporal_rows(results.get("temporal")),
+    ]
+
+
+def _timed_qa_rows(timed: dict | None) -> list[dict]:
+    """The LLM's answers to "when does the X start/end?" on held-out clips (`corpus.timing`)."""
+    if timed is None:
+        return []
+    what = f"{timed['questions']} 'when does ... start/end?' questions, {timed['unparsed']} answers without a time"
+    model, baseline = timed["model"], timed["baseline_median_training_time"]
+    return [
+        {
+            "metric": "timed_answer_median_error_s",
+            "what": f"lower is better; {what}",
+            "value": model["median_error_s"],
+            "reference": baseline["median_error_s"],
+            "reference_is": "the question's median time in training",
+        },
+        {
+            "metric": "timed_answers_within_1s",
+            "what": what,
+            "value": model["within_1s"],
+            "reference": baseline["within_1s"],
+            "reference_is": "the question's median time in training",
+        },
     ]
 
 

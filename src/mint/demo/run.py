@@ -45,6 +45,7 @@ def _corpus(config: DemoConfig, root: Path) -> dict[str, Path]:
         clip_seconds=corpus.clip_seconds,
         max_events=corpus.max_events,
         speech_share=corpus.speech_share,
+        timing=corpus.timing,
     )
     generate_corpus(
         scenes,
