@@ -18,6 +18,7 @@ from mint.encoders import EncoderConfig, FusedEncoder, build_encoder
 from mint.encoders.fused import align_frames
 from mint.errors import ConfigError
 from mint.modeling import MintConfig, MintModel
+from mint.modeling.outputs import AudioFeatures
 from mint_testing import tiny_model_overrides
 
 
@@ -107,3 +108,52 @@ def test_a_fused_encoder_caches_each_part_on_its_own_and_loads_them_fused(tmp_pa
     other = FusedEncoder([first, build_encoder(_mel(100, 8, 9))])
     with pytest.raises(StaleCacheError, match="clip 'clip 0': the audio encoder differs"):
         EncoderFeatureCache(tmp_path, other, frontend.config).load(source, 0, "clip 0")
+
+
+def _layer_outputs(model: MintModel, features: torch.Tensor) -> list[torch.Tensor]:
+    """Each Bridge-Net layer's output for the queries reading `features` (all frames real)."""
+    outputs: list[torch.Tensor] = []
+    hooks = [
+        layer.register_forward_hook(lambda m, i, out: outputs.append(out)) for layer in model.bridge.layers
+    ]
+    mask = torch.ones(features.shape[:2], dtype=torch.bool)
+    with torch.no_grad():
+        model.audio_embeddings(AudioFeatures(features, mask))
+    for hook in hooks:
+        hook.remove()
+    return outputs
+
+
+@pytest.mark.parametrize("fusion", ["concat", "separate"])
+def test_separate_fusion_gives_each_cross_attention_layer_one_encoder(tmp_path, fusion):
+    config = load_config(MintConfig, None, [item.removeprefix("model.") for item in tiny_model_overrides()])
+    config = dataclasses.replace(config, encoders=(_mel(100, 8, 1),), encoder_fusion=fusion)
+    torch.manual_seed(0)
+    model = MintModel.from_config(config).eval()
+    widths = [layer.cross_attention.attention.key.in_features for layer in model.bridge.layers]
+    features = torch.randn(2, 10, 40, generator=torch.Generator().manual_seed(2))
+    changed = features.clone()
+    changed[..., 32:] += 1.0  # only the second encoder's (mel, 8 wide) features differ
+    before, after = _layer_outputs(model, features), _layer_outputs(model, changed)
+    if fusion == "concat":
+        assert model.bridge.config.audio_part_bounds == () and widths == [40, 40]
+        assert not torch.equal(before[0], after[0])  # every layer reads every encoder
+        return
+    # Two cross-attention layers (tiny config: 2 layers, cross-attention in each): the first reads the
+    # first encoder's 32 features, the second the mel's 8, so the first layer cannot see the change.
+    assert model.bridge.config.audio_part_bounds == (0, 32, 40) and widths == [32, 8]
+    assert torch.equal(before[0], after[0]) and not torch.equal(before[1], after[1])
+    loaded = MintModel.from_pretrained(model.save_pretrained(tmp_path / "model")).eval()
+    assert loaded.config.encoder_fusion == "separate"
+    torch.testing.assert_close(_layer_outputs(loaded, changed)[1], after[1], rtol=0, atol=0)
+
+
+def test_separate_fusion_needs_encoders_and_a_cross_attention_layer_for_each():
+    config = load_config(MintConfig, None, [item.removeprefix("model.") for item in tiny_model_overrides()])
+    with pytest.raises(ConfigError, match=r"'separate' needs model\.encoders"):
+        dataclasses.replace(config, encoder_fusion="separate")
+    few = dataclasses.replace(config.bridge, cross_attention_freq=2)  # 2 layers: one with cross-attention
+    with pytest.raises(ConfigError, match="1 cross-attention layer"):
+        dataclasses.replace(config, bridge=few, encoders=(_mel(100, 8, 1),), encoder_fusion="separate")
+    with pytest.raises(ConfigError, match=r"model\.encoder_fusion: expected one of"):
+        dataclasses.replace(config, encoder_fusion="sum")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 from mint.errors import ConfigError, MintError
@@ -30,6 +31,10 @@ class BridgeConfig:
     cross_attention_freq: int = 2
     # Width of the audio features; the model sets it from the audio encoder.
     encoder_hidden_size: int = 768
+    # Separate cross-attention per encoder of a fused model (`model.encoder_fusion: separate`; the model
+    # sets it): boundaries (0, D_1, D_1 + D_2, ...) of each encoder's features in the vector, and the k-th
+    # cross-attention layer reads encoder k modulo their number. Empty: every layer reads all of it.
+    audio_part_bounds: tuple[int, ...] = ()
     vocab_size: int = 30522
     max_position_embeddings: int = 512
     layer_norm_eps: float = 1e-12
@@ -73,6 +78,17 @@ class BridgeConfig:
             raise ConfigError(
                 f"{_WHERE}.attn_implementation: expected one of {list(ATTN_IMPLEMENTATIONS)}, "
                 f"got {self.attn_implementation!r}"
+            )
+        bounds = self.audio_part_bounds
+        if bounds and (
+            len(bounds) < 3
+            or bounds[0] != 0
+            or bounds[-1] != self.encoder_hidden_size
+            or any(low >= high for low, high in itertools.pairwise(bounds))
+        ):
+            raise ConfigError(
+                f"{_WHERE}.audio_part_bounds: expected increasing bounds from 0 to encoder_hidden_size="
+                f"{self.encoder_hidden_size} around two or more parts, got {bounds!r}"
             )
         if self.init not in INIT_SOURCES:
             raise ConfigError(f"{_WHERE}.init: expected one of {list(INIT_SOURCES)}, got {self.init!r}")

@@ -32,10 +32,21 @@ def has_cross_attention(config: BridgeConfig, layer_idx: int) -> bool:
     return layer_idx % config.cross_attention_freq == 0
 
 
+def audio_slice(config: BridgeConfig, layer_idx: int) -> tuple[int, int]:
+    """The feature range `[start, end)` a cross-attention layer reads: the whole vector, or with
+    `audio_part_bounds` the part of the encoder whose turn it is (encoders in turn, layer by layer)."""
+    bounds = config.audio_part_bounds
+    if not bounds:
+        return 0, config.encoder_hidden_size
+    part = (layer_idx // config.cross_attention_freq) % (len(bounds) - 1)
+    return bounds[part], bounds[part + 1]
+
+
 class BridgeLayer(nn.Module):
     def __init__(self, config: BridgeConfig, layer_idx: int) -> None:
         super().__init__()
         self.layer_idx = layer_idx
+        self.audio_slice = audio_slice(config, layer_idx)
         self.self_attention = AttentionBlock(
             config.hidden_size,
             config.num_heads,
@@ -49,7 +60,7 @@ class BridgeLayer(nn.Module):
             AttentionBlock(
                 config.hidden_size,
                 config.num_heads,
-                config.encoder_hidden_size,
+                self.audio_slice[1] - self.audio_slice[0],
                 config.dropout,
                 config.attention_dropout,
                 config.layer_norm_eps,
@@ -85,6 +96,9 @@ class BridgeLayer(nn.Module):
 
         queries = hidden[:, :num_queries]
         if self.cross_attention is not None:
+            start, end = self.audio_slice
+            if end - start != audio.shape[-1]:
+                audio = audio[..., start:end]
             queries = self.cross_attention(queries, audio, audio_mask)
         query_ffn = self.query_ffn if self.query_ffn is not None else self.text_ffn
         queries = query_ffn(queries)

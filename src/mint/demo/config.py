@@ -50,6 +50,8 @@ class DemoModelConfig:
     )
     # Further frozen encoders fused with `encoder` (`model.encoders`), e.g. model.encoders=[{kind: mel}].
     encoders: tuple[EncoderConfig, ...] = ()
+    # "concat" or "separate" cross-attention layers per encoder (`model.encoder_fusion`).
+    encoder_fusion: str = "concat"
     # A Bridge-Net from scratch (hidden 256, 2 layers, cross-attention in both) on the corpus's own words.
     # Measured on one corpus and feature cache, stage 1 at batch 32 (held-out ATC zero-shot accuracy /
     # text->audio R@5): this one, 300 steps at 1e-3: 0.791 / 0.663; all-MiniLM-L6-v2's first 3 layers

@@ -105,6 +105,7 @@ def _model_config(config: DemoConfig, tokenizer: Path | None, llm: str | None) -
     return MintConfig(
         encoder=model.encoder,
         encoders=model.encoders,
+        encoder_fusion=model.encoder_fusion,
         bridge=model.bridge,
         tokenizer=str(tokenizer) if tokenizer is not None else None,
         embed_dim=model.embed_dim,

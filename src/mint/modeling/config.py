@@ -10,6 +10,8 @@ from mint.encoders.config import EncoderConfig
 from mint.errors import ConfigError
 from mint.llm.config import LLMConfig
 
+ENCODER_FUSIONS = ("concat", "separate")
+
 
 @dataclass(frozen=True)
 class WindowingConfig:
@@ -42,6 +44,10 @@ class MintConfig:
     # Further frozen encoders read together with `encoder`: their features are aligned to its frames and
     # concatenated to its own (`mint.encoders.fused`); each must take the same sample rate.
     encoders: tuple[EncoderConfig, ...] = ()
+    # How the Bridge-Net reads several encoders: "concat", every cross-attention layer reads the
+    # concatenated features; "separate", each cross-attention layer reads one encoder's features, the
+    # encoders in turn (so there must be at least as many cross-attention layers as encoders).
+    encoder_fusion: str = "concat"
     bridge: BridgeConfig = field(default_factory=BridgeConfig)
     # Bridge-Net tokenizer: a local directory or hub id. None: the tokenizer of the checkpoint the
     # Bridge-Net starts from (`bridge.init_path` / the MiniLM package), which every init needs.
@@ -78,5 +84,17 @@ class MintConfig:
             raise ConfigError(
                 f"model.rerank_weight: expected a finite number >= 0 or null, got {self.rerank_weight}"
             )
+        if self.encoder_fusion not in ENCODER_FUSIONS:
+            raise ConfigError(
+                f"model.encoder_fusion: expected one of {list(ENCODER_FUSIONS)}, got {self.encoder_fusion!r}"
+            )
+        if self.encoder_fusion == "separate":
+            parts = 1 + len(self.encoders)
+            layers = math.ceil(self.bridge.num_layers / self.bridge.cross_attention_freq)
+            if parts < 2 or layers < parts:
+                raise ConfigError(
+                    f"model.encoder_fusion: 'separate' needs model.encoders and a cross-attention layer per "
+                    f"encoder; got {parts} encoder(s) and {layers} cross-attention layer(s)"
+                )
         if self.llm is not None:
             self.llm.validate("model.llm")

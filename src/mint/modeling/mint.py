@@ -9,6 +9,7 @@ ready-built parts.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import logging
 import os
@@ -114,8 +115,14 @@ class MintModel(nn.Module):
         """Build a fresh model: load the frozen encoder (and LLM) and the Bridge-Net's starting weights."""
         encoder = build_model_encoder(config.encoder, config.encoders)
         tokenizer = load_bridge_tokenizer(resolve_tokenizer_source(config))
+        bounds = ()
+        if config.encoder_fusion == "separate":
+            bounds = tuple(itertools.accumulate((part.hidden_size for part in encoder.parts), initial=0))
         bridge, report = build_bridge(
-            dataclasses.replace(config.bridge, encoder_hidden_size=encoder.hidden_size), len(tokenizer)
+            dataclasses.replace(
+                config.bridge, encoder_hidden_size=encoder.hidden_size, audio_part_bounds=bounds
+            ),
+            len(tokenizer),
         )
         # The model's config records the Bridge-Net as built (sizes from its checkpoint, the vocabulary).
         config = dataclasses.replace(config, bridge=bridge.config)

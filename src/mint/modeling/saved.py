@@ -34,6 +34,7 @@ BRIDGE_SHAPE_FIELDS = (
     "num_queries",
     "cross_attention_freq",
     "encoder_hidden_size",
+    "audio_part_bounds",
     "vocab_size",
     "max_position_embeddings",
     "separate_query_ffn",
