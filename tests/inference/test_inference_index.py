@@ -4,6 +4,7 @@ tested in test_inference_vectors.py."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import signal
@@ -23,6 +24,7 @@ from mint.errors import ConfigError, DataError
 from mint.inference import AudioIndex, MintPipeline, build_index
 from mint.inference.search import DEFAULT_CANDIDATES
 from mint.modeling import MintModel
+from mint.modeling.config import WindowingConfig
 from mint_testing import require_module
 
 QUERY = "a dog barks in the rain"
@@ -129,6 +131,28 @@ def test_an_index_belongs_to_one_folder_and_one_model(pipeline, stage1_dir, fold
     report = build_index(other, folder / "birds", index_path, workers=0, rebuild=True, progress=False)
     assert report.added == 3 and report.total == 3
     assert AudioIndex.open(index_path).root == (folder / "birds").resolve()
+
+
+def test_an_index_follows_its_model_through_calibration_and_generation_settings(stage2_dir, folder, tmp_path):
+    """What the stored vectors depend on decides whether an index takes a model; the re-ranking weight that
+    calibration writes into the model, or how many windows a question reads, does not."""
+    pipeline = MintPipeline.from_pretrained(stage2_dir, batch_size=4)
+    index_path = tmp_path / "index.sqlite"
+    build_index(pipeline, folder, index_path, workers=0, progress=False)
+    config = pipeline.model.config
+    for changed in (
+        dataclasses.replace(config, rerank_weight=0.25),
+        dataclasses.replace(config, windowing=WindowingConfig(prompt_budget=64, question_windows=3)),
+    ):
+        pipeline.model.config, pipeline._fingerprint = changed, None
+        assert pipeline.search(QUERY, index_path, k=2, rerank=0)
+    for changed in (
+        dataclasses.replace(config, windowing=WindowingConfig(overlap=0.5)),  # other windows are stored
+        dataclasses.replace(config, max_text_length=8),  # other query texts
+    ):
+        pipeline.model.config, pipeline._fingerprint = changed, None
+        with pytest.raises(ConfigError, match="another model"):
+            pipeline.search(QUERY, index_path, k=2, rerank=0)
 
 
 def test_opening_something_that_is_not_an_index_fails_clearly(pipeline, folder, tmp_path):

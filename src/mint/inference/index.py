@@ -56,9 +56,21 @@ CREATE INDEX IF NOT EXISTS windows_by_clip ON windows (clip);
 _IN_CHUNK = 500  # SQLite's default limit on bound parameters is 999
 
 
+# Settings that change how a model generates or re-ranks, never the vectors an index holds: calibrating the
+# re-ranking weight or giving a question more windows must not make an index refuse its own model.
+_NOT_IN_VECTORS = ("rerank_weight", "llm", "max_instruction_length")
+_WINDOWING_NOT_IN_VECTORS = ("prompt_budget", "question_windows")
+
+
 def model_fingerprint(model: MintModel) -> str:
-    """SHA-256 over the model's config and its own (trainable) weights, in a fixed order."""
-    digest = hashlib.sha256(json.dumps(config_to_dict(model.config), sort_keys=True).encode())
+    """SHA-256 over what an index's vectors depend on: the model's config (less `_NOT_IN_VECTORS`) and its
+    own (trainable) weights, in a fixed order."""
+    config = config_to_dict(model.config)
+    for key in _NOT_IN_VECTORS:
+        config.pop(key, None)
+    for key in _WINDOWING_NOT_IN_VECTORS:
+        config["windowing"].pop(key, None)
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
     for name, tensor in sorted(model.trainable_state_dict().items()):
         digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
         digest.update(tensor.reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
