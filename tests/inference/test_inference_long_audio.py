@@ -152,6 +152,38 @@ def test_a_question_about_a_long_recording_prompts_the_windows_most_similar_to_i
     torch.testing.assert_close(prompts[0], expected, rtol=0, atol=1e-5)
 
 
+def test_a_timeline_captions_the_windows_most_unlike_the_rest_each_on_its_own(
+    pipeline, stage2_dir, clips, tmp_path, capsys
+):
+    path, samples = _recording(tmp_path, clips)
+    segments = pipeline.caption_segments(path, 2, max_new_tokens=3)
+
+    # The reference: each window's mean embedding against the normalised median of them all; the two
+    # farthest that do not overlap (windows 1.5 s long every 1.2 s: neighbours overlap), in time order.
+    windows = pipeline.embed_windows(path)
+    means = windows.embeddings.mean(axis=1)
+    means /= np.linalg.norm(means, axis=1, keepdims=True)
+    typical = np.median(means, axis=0)
+    distance = 1 - means @ (typical / np.linalg.norm(typical))
+    order = np.argsort(-distance)
+    first = order[0]
+    second = next(i for i in order[1:] if abs(int(i) - int(first)) > 1)
+    chosen = sorted([int(first), int(second)])
+    assert [(s.start, s.end) for s in segments] == [(windows.starts[i], windows.ends[i]) for i in chosen]
+    for segment in segments:
+        clip = samples[round(segment.start * RATE) : round(segment.end * RATE)]
+        assert segment.text == pipeline.caption(clip, sample_rate=RATE, max_new_tokens=3)
+
+    argv = ["caption", str(path), "--model", str(stage2_dir), "--segments", "2", "--max-new-tokens", "3"]
+    assert main(argv) == 0
+    lines = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
+    # Spans within the first minute, e.g. 00:01.2-00:02.7, then the caption.
+    expected = [f"00:{s.start:04.1f}-00:{s.end:04.1f}" for s in segments]
+    assert [line[1] for line in lines] == expected and [line[2] for line in lines] == [
+        s.text for s in segments
+    ]
+
+
 def test_the_locate_and_caption_commands_read_a_long_file(stage2_dir, clips, tmp_path, capsys):
     path, _ = _recording(tmp_path, clips)
     assert main(["locate", str(path), QUERY, "--model", str(stage2_dir), "--top", "2"]) == 0

@@ -34,6 +34,16 @@ class Window:
         return (self.start + self.length) / self.sample_rate
 
 
+def format_span(start: float, end: float) -> str:
+    """'47:00.0-47:03.0': a span of a recording in minutes and seconds to a tenth, as the CLI prints it."""
+
+    def clock(seconds: float) -> str:
+        minutes, rest = divmod(seconds, 60)
+        return f"{int(minutes):02d}:{rest:04.1f}"
+
+    return f"{clock(start)}-{clock(end)}"
+
+
 def plan_windows(total: int, window: int, hop: int, sample_rate: int) -> list[Window]:
     """The windows of a `total`-sample recording (see the module doc)."""
     if not 0 < hop <= window:

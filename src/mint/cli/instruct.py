@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+from mint.audio.windows import format_span
 from mint.cli.run_args import add_run_arguments, print_training_result, run_overrides
 from mint.config import load_config
 from mint.errors import AudioError, ConfigError, MintError
@@ -103,11 +104,32 @@ def _pipeline(args: argparse.Namespace):
     return pipeline
 
 
+def _segments(args: argparse.Namespace, pipeline, settings: dict) -> int:
+    """`--segments N`: each file's timeline, one line per captioned window: PATH, its span, the caption."""
+    if args.segments < 1:
+        raise ConfigError(f"--segments: expected >= 1, got {args.segments}")
+    failed: list[tuple[str, str]] = []
+    for path in args.files:
+        try:
+            segments = pipeline.caption_segments(path, args.segments, args.instruction, **settings)
+        except MintError as error:
+            if len(args.files) == 1:
+                raise
+            failed.append((path, str(error)))
+            continue
+        for segment in segments:
+            print(f"{path}\t{format_span(segment.start, segment.end)}\t{segment.text}")
+    return _report_failures(failed)
+
+
 def _caption(args: argparse.Namespace) -> int:
     """Captions through `MintPipeline.caption`, so a file longer than the model's clip is read window by
-    window (`model.windowing`); a batch with an unreadable file is captioned file by file to skip it."""
+    window (`model.windowing`); a batch with an unreadable file is captioned file by file to skip it.
+    `--segments N`: a timeline of captions instead (`MintPipeline.caption_segments`)."""
     settings = _generation_kwargs(args)
     pipeline = _pipeline(args)
+    if args.segments is not None:
+        return _segments(args, pipeline, settings)
     failed: list[tuple[str, str]] = []
     for start in range(0, len(args.files), args.batch_size):
         part = args.files[start : start + args.batch_size]
@@ -183,6 +205,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     caption = subparsers.add_parser("caption", help="caption audio files with a stage-2 model")
     caption.add_argument("files", nargs="+", metavar="FILE")
     caption.add_argument("--instruction", help="instead of the captioning template used in training")
+    caption.add_argument(
+        "--segments",
+        type=int,
+        metavar="N",
+        help="a timeline instead: the N windows that differ most from the recording's typical one, each "
+        "captioned with its time span",
+    )
     _model_options(caption)
     _generation_options(caption)
     caption.set_defaults(func=_caption)

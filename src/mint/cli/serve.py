@@ -57,21 +57,18 @@ def _search(args: argparse.Namespace) -> int:
     return 0
 
 
-def _clock(seconds: float) -> str:
-    minutes, rest = divmod(seconds, 60)
-    return f"{int(minutes):02d}:{rest:04.1f}"
-
-
 def _locate(args: argparse.Namespace) -> int:
     if args.top < 1:
         raise ConfigError(f"--top: expected >= 1, got {args.top}")
+    from mint.audio.windows import format_span
+
     windows = _pipeline(args).locate(Path(args.file), args.text)
     best = sorted(windows, key=lambda window: -window.similarity)[: args.top]
     if args.json:
         print(json.dumps([window.__dict__ for window in best], indent=2))
         return 0
     for window in best:
-        print(f"{_clock(window.start)}-{_clock(window.end)}  {window.similarity:7.4f}")
+        print(f"{format_span(window.start, window.end)}  {window.similarity:7.4f}")
     return 0
 
 

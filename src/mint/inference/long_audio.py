@@ -10,6 +10,9 @@ batch at a time, so memory holds one batch of windows whatever the recording's l
   reads the `question_windows` windows most similar to it, each whole and in time order: averaging 94
   windows of an hour into one slot would bury a sound heard in only one of them. The LLM sees no window
   position beyond that order.
+* `distinct_windows`: the windows that differ most from a recording's typical one, for a timeline of
+  captions (`MintPipeline.caption_segments`): each is captioned on its own, as the model was trained,
+  and its time is the window's span.
 """
 
 from __future__ import annotations
@@ -42,6 +45,13 @@ class WindowScore:
     start: float  # seconds
     end: float
     similarity: float  # ATC: the best query's dot product with the text
+
+
+@dataclass(frozen=True)
+class CaptionSegment:
+    start: float  # seconds
+    end: float
+    text: str
 
 
 def recording_windows(
@@ -97,6 +107,24 @@ def prompt_runs(windows: int, num_queries: int, budget: int) -> list[int]:
     else consecutive windows shared out as evenly as possible over the runs that fit (at least one)."""
     runs = max(1, min(windows, budget // num_queries))
     return [index * runs // windows for index in range(windows)]
+
+
+def distinct_windows(windows: WindowEmbeddings, count: int) -> np.ndarray:
+    """Indices, in time order, of up to `count` windows, none overlapping another, that differ most from
+    the recording's typical window (cosine distance of each window's mean audio embedding from the
+    normalised median of them all): where something happens in a recording that is mostly background."""
+    means = windows.embeddings.mean(axis=1)
+    means = means / np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
+    typical = np.median(means, axis=0)
+    typical = typical / max(float(np.linalg.norm(typical)), 1e-12)
+    chosen: list[int] = []
+    for index in np.argsort(-(1.0 - means @ typical), kind="stable"):
+        if len(chosen) == count:
+            break
+        start, end = windows.starts[index], windows.ends[index]
+        if all(end <= windows.starts[other] or windows.ends[other] <= start for other in chosen):
+            chosen.append(int(index))
+    return np.sort(np.array(chosen, dtype=np.int64))
 
 
 def focus_windows(windows: WindowEmbeddings, text: np.ndarray, count: int) -> np.ndarray:

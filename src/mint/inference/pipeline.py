@@ -42,7 +42,15 @@ from mint.inference.embedding import (
 )
 from mint.inference.index import AudioIndex, model_fingerprint
 from mint.inference.inputs import AudioInput, as_batch, chunks, load_clip, open_reader
-from mint.inference.long_audio import WindowEmbeddings, WindowScore, locate, long_prompt, window_embeddings
+from mint.inference.long_audio import (
+    CaptionSegment,
+    WindowEmbeddings,
+    WindowScore,
+    distinct_windows,
+    locate,
+    long_prompt,
+    window_embeddings,
+)
 from mint.inference.search import DEFAULT_CANDIDATES, SearchHit, search_index
 from mint.modeling import MintModel
 from mint.modeling.instruct import require_llm
@@ -241,6 +249,40 @@ class MintPipeline:
         return _unwrap(
             self._generate(batch.items, instructions, sample_rate, batch.single, **generation), batch.single
         )
+
+    def caption_segments(
+        self,
+        audio: AudioInput,
+        count: int | None = None,
+        instruction: str | None = None,
+        sample_rate: int | None = None,
+        **generation: Any,
+    ) -> list[CaptionSegment]:
+        """A timeline of one recording of any length: the `count` windows (default: as many as the prompt
+        budget holds) that differ most from its typical window (`long_audio.distinct_windows`), each
+        captioned on its own, in time order; a recording within one window is one segment."""
+        self._require_llm("caption")
+        slots = self.model.config.windowing.prompt_budget // self.model.config.bridge.num_queries
+        count = max(1, slots) if count is None else count
+        if count < 1:
+            raise ConfigError(f"count: expected a positive number of segments, got {count!r}")
+        reader = open_reader(audio, self.frontend, sample_rate)
+        windows = window_embeddings(
+            self.model, reader, self.frontend.max_samples, self.batch_size, self.encode
+        )
+        chosen = distinct_windows(windows, count)
+        spans = [(float(windows.starts[index]), float(windows.ends[index])) for index in chosen]
+        rate = self.sample_rate
+        clips = [
+            reader.read(round(start * rate), round(end * rate) - round(start * rate)) for start, end in spans
+        ]
+        instruction = instruction or evaluation_instruction("caption")
+        settings = DEFAULT_GENERATION | generation
+        texts: list[str] = []
+        for start in range(0, len(clips), self.batch_size):
+            part = clips[start : start + self.batch_size]
+            texts += self.model.generate(self.encode(part), [instruction] * len(part), **settings)
+        return [CaptionSegment(start, end, text) for (start, end), text in zip(spans, texts, strict=True)]
 
     def ask(
         self,
