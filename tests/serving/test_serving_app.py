@@ -85,6 +85,21 @@ def test_an_upload_longer_than_the_models_clip_is_captioned_from_all_its_windows
     assert len(pipeline.embed_windows((recording, 16000)).starts) == 2
 
 
+def test_a_timeline_of_an_upload_equals_the_pipelines(client, pipeline, samples):
+    recording = np.concatenate([samples, samples[: len(samples) // 4]])  # two 1.5 s windows
+    data = {"segments": 2, "max_new_tokens": 5}
+    response = client.post("/timeline", files=_file(_encoded(recording, 16000, "WAV")), data=data)
+    assert response.status_code == 200, response.text
+    expected = pipeline.caption_segments((recording, 16000), 2, **GENERATION)
+    # The two windows overlap, so one of them is the timeline.
+    assert len(expected) == 1
+    assert response.json()["segments"] == [
+        {"start": part.start, "end": part.end, "caption": part.text} for part in expected
+    ]
+    response = client.post("/timeline", files=_file(_encoded(recording, 16000, "WAV")), data={"segments": 0})
+    assert response.status_code == 422 and "segments" in response.text
+
+
 def test_classify_ogg_with_custom_labels(client, pipeline, samples):
     ogg = _encoded(samples, 16000, "OGG")
     for method in ("generative", "atc"):

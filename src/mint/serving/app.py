@@ -38,6 +38,8 @@ from mint.serving.uploads import UploadProblem, read_upload
 STATIC_DIR = Path(__file__).parent / "static"
 MAX_TEXT_CHARS = 1000
 MAX_BEAMS = 8
+# A timeline is one LLM generation per segment.
+MAX_SEGMENTS = 32
 
 AudioFile = Annotated[UploadFile | None, File(description="the audio: WAV, FLAC, OGG/Vorbis or MP3")]
 
@@ -214,6 +216,31 @@ def create_app(
 
         key = ("ask", *settings.items())
         return {"question": question, "answer": await batched(key, file, question, answers)}
+
+    @app.post("/timeline", summary="Captions of the windows least like the rest, with their times (stage 2)")
+    async def timeline(
+        file: AudioFile = None,
+        segments: Annotated[int, Form()] = 8,
+        max_new_tokens: Annotated[int, Form()] = 30,
+        beams: Annotated[int, Form()] = 1,
+    ) -> dict:
+        require_llm("timeline")
+        count = _in_range("segments", segments, 1, MAX_SEGMENTS)
+        settings = generation(max_new_tokens, beams)
+
+        def timelines(clips: list[np.ndarray], _: list) -> list[list[dict]]:
+            return [
+                [
+                    {"start": part.start, "end": part.end, "caption": part.text}
+                    for part in pipeline.caption_segments(
+                        clip, count, sample_rate=pipeline.sample_rate, **settings
+                    )
+                ]
+                for clip in clips
+            ]
+
+        key = ("timeline", count, *settings.items())
+        return {"segments": await batched(key, file, None, timelines)}
 
     @app.post("/classify", summary="Zero-shot classification over comma-separated labels")
     async def classify(
