@@ -101,6 +101,10 @@ def test_demo_path_end_to_end_on_a_small_corpus(tmp_path, capsys):
     assert temporal["data"]["clips_evaluated"] == 2
     assert headline["event_onset_median_error_s"]["reference_is"] == "the middle of the recording"
     assert 0 <= headline["long_recording_window@1"]["value"] <= headline["long_recording_R@1"]["value"] <= 1
+    # One long recording's timeline of captioned windows, each with the events really in it.
+    example = report["results"]["timeline_example"]
+    assert example["segments"] and all(part["end"] > part["start"] for part in example["segments"])
+    assert "Example timeline" in (out / "report.md").read_text()
     for plot in ("stage1_losses", "stage2_losses", "confusion_matrix", "recall_at_k", "timeline"):
         assert (out / f"{plot}.png").stat().st_size > 1000, plot
     printed = capsys.readouterr().out

@@ -24,6 +24,7 @@ from mint.evaluation.classify import ClassifyOptions, run_classification
 from mint.evaluation.metrics import compute_caption_metrics
 from mint.evaluation.retrieve import RetrieveOptions, calibrate_rerank, run_retrieval
 from mint.evaluation.temporal import TemporalOptions, run_temporal
+from mint.inference.pipeline import MintPipeline
 from mint.modeling import MintModel
 from mint.modeling.saved import read_saved_config
 
@@ -237,4 +238,32 @@ def evaluate_demo(
             model, read_manifest(speech_test), train, progress=progress, questions=WORD_QUESTIONS
         )
         results["spoken_words"] = {**spoken, "chance": 1 / len(WORDS)}
+    if long_test is not None:
+        results["timeline_example"] = timeline_example(model, read_manifest(long_test)[0])
     return results
+
+
+TIMELINE_SEGMENTS = 8
+
+
+def timeline_example(model: MintModel, record: ManifestRecord) -> dict:
+    """One long recording's timeline (`MintPipeline.caption_segments`), each segment beside the events
+    that are really in it."""
+    segments = MintPipeline(model).caption_segments(record.audio, TIMELINE_SEGMENTS, max_new_tokens=24)
+    return {
+        "id": record.id,
+        "events": len(record.events),
+        "segments": [
+            {
+                "start": part.start,
+                "end": part.end,
+                "caption": part.text,
+                "events": [
+                    event.label
+                    for event in record.events
+                    if event.onset < part.end and event.offset > part.start
+                ],
+            }
+            for part in segments
+        ],
+    }

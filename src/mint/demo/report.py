@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+from mint.audio.windows import format_span
 from mint.config import config_to_dict
 from mint.demo.config import DemoConfig
 from mint.evaluation.report import markdown_table
@@ -186,6 +187,28 @@ def _temporal_rows(temporal: dict | None) -> list[dict]:
     ]
 
 
+def _timeline_lines(example: dict | None) -> list[str]:
+    """The report's example timeline of a held-out long recording: captioned windows beside their events."""
+    if example is None:
+        return []
+    return [
+        f"## Example timeline (held-out long recording {example['id']}, {example['events']} events)",
+        "",
+        markdown_table(
+            ["window", "caption", "events really in it"],
+            [
+                [
+                    format_span(part["start"], part["end"]),
+                    part["caption"],
+                    ", ".join(part["events"]) or "none",
+                ]
+                for part in example["segments"]
+            ],
+        ),
+        "",
+    ]
+
+
 def weights_used(config: DemoConfig) -> list[dict]:
     """Every named pretrained weight set the demo's model is built from, with its package pins and the
     SHA-256 of each file read from it (what `mint weights fetch` checked)."""
@@ -279,6 +302,7 @@ def write_report(out: Path, config: DemoConfig, results: dict, timings: dict, st
             [[a["id"], a["question"], a["answer"], a["expected"]] for a in answers],
         ),
         "",
+        *_timeline_lines(results.get("timeline_example")),
         "## Pretrained weights",
         "",
         markdown_table(
