@@ -316,6 +316,11 @@ class AudioReader:
     def seconds(self) -> float:
         return self.total / self.frontend.sample_rate
 
+    def read_seconds(self, start: float, end: float) -> np.ndarray:
+        """Seconds ``[start, end)`` at the output rate (rounded to samples), cut at the end."""
+        first = round(start * self.frontend.sample_rate)
+        return self.read(first, round(end * self.frontend.sample_rate) - first)
+
     def read(self, start: int, length: int) -> np.ndarray:
         """Output samples ``[start, start + length)``, cut at the end; ``[N]`` float32."""
         length = min(length, self.total - start)

@@ -72,6 +72,10 @@ def _answers(
     return answers
 
 
+def _example(record: ManifestRecord, pair: QAPair, answer: str) -> dict:
+    return {"id": record.id, "question": pair.question, "answer": answer, "expected": pair.answer}
+
+
 def question_answering(
     model: MintModel,
     test: list[ManifestRecord],
@@ -100,9 +104,7 @@ def question_answering(
         correct += normalise_answer(answer) == expected
         baseline += majority.get(pair.question) == expected
         if len(examples) < 50:
-            examples.append(
-                {"id": record.id, "question": pair.question, "answer": answer, "expected": pair.answer}
-            )
+            examples.append(_example(record, pair, answer))
     total = max(1, len(rows))
     return {
         "questions": len(rows),
@@ -137,6 +139,7 @@ def timed_answers(
         for pair in record.qa:
             if is_timed(pair):
                 times.setdefault(pair.question, []).append(parse_seconds(pair.answer))
+    medians = {question: float(np.median(seen)) for question, seen in times.items()}
     rows = [(record, pair) for record in test for pair in record.qa if is_timed(pair)]
     errors, baseline, examples = [], [], []
     for (record, pair), answer in zip(
@@ -144,12 +147,9 @@ def timed_answers(
     ):
         expected, given = parse_seconds(pair.answer), parse_seconds(answer)
         errors.append(math.inf if given is None else abs(given - expected))
-        seen = times.get(pair.question)
-        baseline.append(math.inf if not seen else abs(float(np.median(seen)) - expected))
+        baseline.append(abs(medians[pair.question] - expected) if pair.question in medians else math.inf)
         if len(examples) < 20:
-            examples.append(
-                {"id": record.id, "question": pair.question, "answer": answer, "expected": pair.answer}
-            )
+            examples.append(_example(record, pair, answer))
     return {
         "questions": len(rows),
         "unparsed": sum(math.isinf(error) for error in errors),

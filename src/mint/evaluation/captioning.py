@@ -20,12 +20,9 @@ from mint.errors import ConfigError, DataError
 from mint.evaluation.metrics import CAPTION_METRICS, compute_caption_metrics
 from mint.evaluation.metrics.spice import check_spice_jar
 from mint.evaluation.report import (
-    data_identity,
     header_markdown,
     markdown_table,
-    model_identity,
-    skipped_report,
-    software_versions,
+    run_identity,
     write_jsonl,
     write_report,
 )
@@ -119,11 +116,9 @@ def run_captioning(
     )
     results = {
         "task": "captioning",
-        "model": model_identity(model_dir, model),
-        "data": data_identity(manifest, selection, len(rows)),
-        "options": asdict(options),
-        "software": software_versions(),
-        "skipped": skipped_report([*skipped, *stream.skipped]),
+        **run_identity(
+            manifest, model_dir, model, selection, len(rows), asdict(options), [*skipped, *stream.skipped]
+        ),
         "metrics": metrics,
         "predictions": PREDICTIONS_NAME,
     }

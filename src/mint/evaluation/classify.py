@@ -40,12 +40,9 @@ from mint.errors import ConfigError, DataError
 from mint.evaluation.metrics import classification_metrics, mean_average_precision
 from mint.evaluation.plots import plot_confusion_matrix
 from mint.evaluation.report import (
-    data_identity,
     header_markdown,
     markdown_table,
-    model_identity,
-    skipped_report,
-    software_versions,
+    run_identity,
     write_jsonl,
     write_report,
 )
@@ -364,11 +361,9 @@ def run_classification(
         "task": "classification",
         "method": options.method,
         "multi_label": multi_label,
-        "model": model_identity(model_dir, model),
-        "data": data_identity(manifest, selection, len(indices)),
-        "options": resolved,
-        "software": software_versions(),
-        "skipped": skipped_report([*skipped, *unreadable]),
+        **run_identity(
+            manifest, model_dir, model, selection, len(indices), resolved, [*skipped, *unreadable]
+        ),
         "metrics": metrics,
         "reranked": reranked,
         "predictions": PREDICTIONS_NAME,

@@ -74,6 +74,25 @@ def skipped_report(skipped: Sequence[SkippedClip]) -> dict:
     }
 
 
+def run_identity(
+    manifest: str | os.PathLike,
+    model_dir: str | os.PathLike,
+    model: MintModel,
+    selection: Selection,
+    evaluated: int,
+    options: dict,
+    skipped: Sequence[SkippedClip],
+) -> dict:
+    """What every runner's results.json records after its task: model, data, options, software, skips."""
+    return {
+        "model": model_identity(model_dir, model),
+        "data": data_identity(manifest, selection, evaluated),
+        "options": options,
+        "software": software_versions(),
+        "skipped": skipped_report(skipped),
+    }
+
+
 def format_number(value: object) -> str:
     if value is None:
         return "n/a"

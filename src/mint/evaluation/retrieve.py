@@ -50,12 +50,9 @@ from mint.evaluation.metrics import retrieval_metrics
 from mint.evaluation.metrics.retrieval import ranked_relevance
 from mint.evaluation.plots import plot_recall_curves
 from mint.evaluation.report import (
-    data_identity,
     header_markdown,
     markdown_table,
-    model_identity,
-    skipped_report,
-    software_versions,
+    run_identity,
     write_jsonl,
     write_report,
 )
@@ -348,11 +345,7 @@ def _results_header(
     n_audio, n_text = ranked.similarity.shape
     return {
         "task": task,
-        "model": model_identity(model_dir, model),
-        "data": data_identity(manifest, selection, n_audio),
-        "options": asdict(options),
-        "software": software_versions(),
-        "skipped": skipped_report(ranked.skipped),
+        **run_identity(manifest, model_dir, model, selection, n_audio, asdict(options), ranked.skipped),
         "counts": {"audio": n_audio, "captions": n_text},
     }
 

@@ -30,6 +30,7 @@ the share of a holding record's windows that cover it.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -40,18 +41,15 @@ from mint.data.manifest import ManifestRecord
 from mint.errors import ConfigError, DataError
 from mint.evaluation.plots import plot_timeline
 from mint.evaluation.report import (
-    data_identity,
     header_markdown,
     markdown_table,
-    model_identity,
-    skipped_report,
-    software_versions,
+    run_identity,
     write_jsonl,
     write_report,
 )
 from mint.evaluation.selection import select_records
 from mint.inference.embedding import DEFAULT_TEMPLATES, SkippedClip, class_embeddings
-from mint.inference.long_audio import WindowEmbeddings
+from mint.inference.long_audio import WindowEmbeddings, window_similarity
 from mint.inference.pipeline import MintPipeline
 
 TIMELINE_PNG = "timeline.png"
@@ -136,21 +134,25 @@ class _Recordings:
             raise DataError(f"no readable record with events among the {len(records)} selected")
 
 
-def _onsets(pipeline: MintPipeline, recordings: _Recordings, options: TemporalOptions) -> tuple[list, dict]:
+def _label_embeddings(pipeline: MintPipeline, recordings: _Recordings) -> dict[str, np.ndarray]:
+    """Each event label's zero-shot class embedding `[E]` (the classification prompt ensemble)."""
     labels = sorted({event.label for record in recordings.records for event in record.events})
     classes = class_embeddings(pipeline.model, labels, list(DEFAULT_TEMPLATES)).numpy()
-    class_of = {label: classes[index] for index, label in enumerate(labels)}
+    return {label: classes[index] for index, label in enumerate(labels)}
+
+
+def _onsets(
+    recordings: _Recordings, class_of: dict[str, np.ndarray], options: TemporalOptions
+) -> tuple[list, dict]:
     rows, ambiguous = [], 0
     for record, windows in zip(recordings.records, recordings.dense, strict=True):
-        counts: dict[str, int] = {}
-        for event in record.events:
-            counts[event.label] = counts.get(event.label, 0) + 1
+        counts = Counter(event.label for event in record.events)
         duration = float(windows.ends[-1])
         for event in record.events:
             if counts[event.label] > 1:
                 ambiguous += 1
                 continue
-            similarity = (windows.embeddings @ class_of[event.label]).max(axis=1)
+            similarity = window_similarity(windows, class_of[event.label])
             estimate = estimate_onset(windows, similarity, options.plateau, options.lead)
             rows.append(
                 {
@@ -176,7 +178,7 @@ def _retrieval(pipeline: MintPipeline, recordings: _Recordings) -> dict:
     texts = sorted({_query_text(event) for record in recordings.records for event in record.events})
     queries = pipeline.embed_text(texts)
     # [R, Q]: each record's best window per query, and that window's index.
-    per_record = [(windows.embeddings @ queries.T).max(axis=1) for windows in recordings.plain]
+    per_record = [window_similarity(windows, queries) for windows in recordings.plain]
     scores = np.stack([similarity.max(axis=0) for similarity in per_record])
     best_windows = [similarity.argmax(axis=0) for similarity in per_record]
     top = scores.argmax(axis=0)
@@ -209,13 +211,12 @@ def _retrieval(pipeline: MintPipeline, recordings: _Recordings) -> dict:
     }
 
 
-def _timeline(recordings: _Recordings, pipeline: MintPipeline, path: Path) -> Path | None:
+def _timeline(recordings: _Recordings, class_of: dict[str, np.ndarray], path: Path) -> Path | None:
     """The first record's similarity over time for its first few labels, their events shaded."""
     record, windows = recordings.records[0], recordings.dense[0]
     labels = list(dict.fromkeys(event.label for event in record.events))[:TIMELINE_QUERIES]
-    classes = class_embeddings(pipeline.model, labels, list(DEFAULT_TEMPLATES)).numpy()
     centres = (windows.starts + windows.ends) / 2
-    curves = {label: (windows.embeddings @ classes[index]).max(axis=1) for index, label in enumerate(labels)}
+    curves = {label: window_similarity(windows, class_of[label]) for label in labels}
     events = [(event.label, event.onset, event.offset) for event in record.events if event.label in curves]
     return plot_timeline(centres, curves, events, path, title=f"{record.id}: ATC similarity per label")
 
@@ -265,16 +266,21 @@ def run_temporal(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     recordings = _Recordings(pipeline, selection.records, options)
-    rows, onsets = _onsets(pipeline, recordings, options)
+    class_of = _label_embeddings(pipeline, recordings)
+    rows, onsets = _onsets(recordings, class_of, options)
     write_jsonl(out / ONSETS_NAME, rows)
-    plotted = _timeline(recordings, pipeline, out / TIMELINE_PNG)
+    plotted = _timeline(recordings, class_of, out / TIMELINE_PNG)
     results = {
         "task": "temporal",
-        "model": model_identity(model_dir, pipeline.model),
-        "data": data_identity(manifest, selection, len(recordings.records)),
-        "options": asdict(options),
-        "software": software_versions(),
-        "skipped": skipped_report(recordings.skipped),
+        **run_identity(
+            manifest,
+            model_dir,
+            pipeline.model,
+            selection,
+            len(recordings.records),
+            asdict(options),
+            recordings.skipped,
+        ),
         "onsets": onsets,
         "retrieval": _retrieval(pipeline, recordings),
         "plots": {"timeline": TIMELINE_PNG if plotted else None},

@@ -93,9 +93,15 @@ def window_embeddings(
     )
 
 
+def window_similarity(windows: WindowEmbeddings, texts: np.ndarray) -> np.ndarray:
+    """Each window's ATC similarity (its best query's dot product) to text embeddings: `[W]` for one text
+    `[E]`, `[W, T]` for `[T, E]`."""
+    return (windows.embeddings @ np.asarray(texts, dtype=np.float32).T).max(axis=1)
+
+
 def locate(windows: WindowEmbeddings, text: np.ndarray) -> list[WindowScore]:
     """Each window's ATC similarity to one text embedding `[E]`, in time order."""
-    similarity = (windows.embeddings @ np.asarray(text, dtype=np.float32)).max(axis=1)
+    similarity = window_similarity(windows, text)
     return [
         WindowScore(float(start), float(end), float(value))
         for start, end, value in zip(windows.starts, windows.ends, similarity, strict=True)
@@ -129,8 +135,7 @@ def distinct_windows(windows: WindowEmbeddings, count: int) -> np.ndarray:
 
 def focus_windows(windows: WindowEmbeddings, text: np.ndarray, count: int) -> np.ndarray:
     """Indices, in time order, of the `count` windows most similar (ATC) to one text embedding `[E]`."""
-    similarity = (windows.embeddings @ np.asarray(text, dtype=np.float32)).max(axis=1)
-    return np.sort(np.argsort(-similarity, kind="stable")[:count])
+    return np.sort(np.argsort(-window_similarity(windows, text), kind="stable")[:count])
 
 
 @torch.no_grad()

@@ -158,10 +158,7 @@ class MintPipeline:
         self, audio: AudioInput, start: float, end: float, sample_rate: int | None = None
     ) -> np.ndarray:
         """Seconds `[start, end)` of one input of any length, as the model's front end reads it."""
-        first = round(start * self.sample_rate)
-        return open_reader(audio, self.frontend, sample_rate).read(
-            first, round(end * self.sample_rate) - first
-        )
+        return open_reader(audio, self.frontend, sample_rate).read_seconds(start, end)
 
     @staticmethod
     def _name(index: int, single: bool) -> str:
@@ -272,16 +269,9 @@ class MintPipeline:
         )
         chosen = distinct_windows(windows, count)
         spans = [(float(windows.starts[index]), float(windows.ends[index])) for index in chosen]
-        rate = self.sample_rate
-        clips = [
-            reader.read(round(start * rate), round(end * rate) - round(start * rate)) for start, end in spans
-        ]
-        instruction = instruction or evaluation_instruction("caption")
-        settings = DEFAULT_GENERATION | generation
-        texts: list[str] = []
-        for start in range(0, len(clips), self.batch_size):
-            part = clips[start : start + self.batch_size]
-            texts += self.model.generate(self.encode(part), [instruction] * len(part), **settings)
+        # Each chosen window is within one clip: `caption` takes the plain path, in batches.
+        clips = [reader.read_seconds(start, end) for start, end in spans]
+        texts = self.caption(clips, instruction, sample_rate=self.sample_rate, **generation)
         return [CaptionSegment(start, end, text) for (start, end), text in zip(spans, texts, strict=True)]
 
     def ask(
