@@ -197,3 +197,32 @@ def run_gloo_workers(work: Callable[[int], Any], world: int, tmp_path: Path, tim
                 process.kill()
             pytest.fail(f"{world}-process gloo run did not finish within {timeout_s:.0f} s")
     return [torch.load(tmp_path / f"rank{rank}.pt") for rank in range(world)]
+
+
+# Gradients of one batch computed in another order (two processes: half-batch sums, then DDP's all-reduce;
+# ATC logits over gathered features) differ by rounding only. Reordering an fp32 sum (unit roundoff
+# u = 6e-8) moves it by up to a few u times the sum of its terms' magnitudes, and a step's backward chains
+# a few dozen such sums. Embedding rows sum the input gradients of every token that reads them, with much
+# cancellation, so their rounding is the largest against their own value: measured up to 3.8e-6 of the
+# largest gradient (63 u) on an AVX2-only AMD EPYC and 0.5e-6 on an Intel Xeon with AVX-512, whose
+# kernels block the sums differently. Allowed per element: 1e-4 relative (~1,700 u), and 1e-5 of the
+# largest gradient (~170 u of the gradient scale) for elements whose exact value is small and holds mostly
+# rounding noise. A broken all-reduce or a per-process loss exceeds it more than 100-fold
+# (tests/training/test_training_distributed.py).
+GRADIENT_RTOL, GRADIENT_ATOL_OF_SCALE = 1e-4, 1e-5
+
+
+def gradient_mismatches(got: dict[str, torch.Tensor], want: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Each tensor whose deviation from `want` exceeds the rounding tolerance above, with its worst
+    element's multiple of it."""
+    assert got.keys() == want.keys()
+    scale = max(float(tensor.abs().max()) for tensor in want.values())
+    excess = {
+        name: float(
+            (
+                (got[name] - tensor).abs() / (GRADIENT_ATOL_OF_SCALE * scale + GRADIENT_RTOL * tensor.abs())
+            ).max()
+        )
+        for name, tensor in want.items()
+    }
+    return {name: value for name, value in excess.items() if value > 1}

@@ -17,7 +17,13 @@ from torch.nn.parallel import DistributedDataParallel
 from mint.config import load_config
 from mint.llm.config import LLMConfig
 from mint.modeling import MintConfig, MintModel
-from mint_testing import run_gloo_workers, tiny_model_overrides
+from mint_testing import (
+    GRADIENT_ATOL_OF_SCALE,
+    GRADIENT_RTOL,
+    gradient_mismatches,
+    run_gloo_workers,
+    tiny_model_overrides,
+)
 
 WORLD = 2
 LLMS = ("t5", "llama")
@@ -91,12 +97,22 @@ def test_two_processes_give_the_loss_gradients_and_step_of_one(tmp_path: Path) -
             per_rank = [result[llm] for result in ranks]
             # What the trainer logs: the mean of the processes' losses.
             torch.testing.assert_close(sum(r["loss"] for r in per_rank) / WORLD, whole["loss"])
+            # Rounding only, within the tolerance argued in mint_testing (the largest deviation measured,
+            # on an AVX2-only AMD EPYC: 2.3e-6 of the largest gradient, a quarter of it).
+            scale = max(float(grad.abs().max()) for grad in whole["grads"].values())
             for result in per_rank:
-                assert result["grads"].keys() == whole["grads"].keys()
-                for name, grad in whole["grads"].items():
-                    assert grad.abs().sum() > 0, f"{llm}: {name} gets no gradient"
-                    torch.testing.assert_close(result["grads"][name], grad, msg=f"{llm} grad {name}")
+                assert all(grad.abs().sum() > 0 for grad in whole["grads"].values()), (
+                    f"{llm}: a tensor gets no gradient"
+                )
+                assert gradient_mismatches(result["grads"], whole["grads"]) == {}, llm
+                # One SGD step moves each weight by LR x its gradient, rounded once more.
                 for name, weight in whole["weights"].items():
-                    torch.testing.assert_close(result["weights"][name], weight, msg=f"{llm} weight {name}")
+                    torch.testing.assert_close(
+                        result["weights"][name],
+                        weight,
+                        rtol=GRADIENT_RTOL,
+                        atol=LR * GRADIENT_ATOL_OF_SCALE * scale,
+                        msg=f"{llm} weight {name}",
+                    )
     finally:
         torch.set_num_threads(threads)

@@ -20,20 +20,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from mint_testing import cpu_launch_env, read_jsonl, tiny_pretrain_overrides
+from mint_testing import cpu_launch_env, gradient_mismatches, read_jsonl, tiny_pretrain_overrides
 
 STEPS = 3
 LOSSES = ("loss", "loss_atc", "loss_atm", "loss_atg", "temperature", "lr")
 PROBE = Path(__file__).with_name("gradient_probe.py")
-
-# Two processes add the same per-example contributions in another order: half-batch sums, then DDP's
-# all-reduce; ATC logits over gathered features. Reordering an fp32 sum (unit roundoff u = 6e-8) moves it
-# by a few u times the sum of its terms' magnitudes, and a step's backward chains a few dozen such sums.
-# Allowed per element: 1e-4 relative (~1,700 u), and 1e-6 of the tensor set's largest gradient (~16 u of
-# the gradient scale) for elements whose exact value is ~0 and holds only rounding noise. Measured on an
-# Intel Xeon: the largest deviation is 0.46 of this; breaking the all-reduce or making the loss
-# per-process exceeds it 1,800- to 120,000-fold (the last test below).
-RTOL, ATOL_OF_SCALE = 1e-4, 1e-6
 
 
 def _torchrun(processes: int, output_dir: Path, breakage: str = "none", steps: int = STEPS) -> Path:
@@ -60,17 +51,6 @@ def _torchrun(processes: int, output_dir: Path, breakage: str = "none", steps: i
         pytest.fail(f"the {processes}-process run did not finish within 150 s")
     assert result.returncode == 0, result.stderr[-3000:]
     return output_dir
-
-
-def gradient_mismatches(got: dict[str, torch.Tensor], want: dict[str, torch.Tensor]) -> dict[str, float]:
-    """Each tensor whose deviation exceeds the tolerance above, with its worst element's multiple of it."""
-    assert got.keys() == want.keys()
-    scale = max(float(tensor.abs().max()) for tensor in want.values())
-    excess = {
-        name: float(((got[name] - tensor).abs() / (ATOL_OF_SCALE * scale + RTOL * tensor.abs())).max())
-        for name, tensor in want.items()
-    }
-    return {name: value for name, value in excess.items() if value > 1}
 
 
 def loss_mismatches(got: list[dict], want: list[dict]) -> list[str]:

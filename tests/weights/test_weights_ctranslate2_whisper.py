@@ -3,11 +3,13 @@
 The reference is CTranslate2's own runtime (`ctranslate2.models.Whisper`) on the packaged model.bin,
 asked to compute in float32. The converted model keeps the fp16 weights exactly (upcast to float32 when
 loaded), so both sides multiply the very same numbers and differ only in the order of float32 sums
-(MKL/oneDNN vs torch): measured at most 5.9e-5 on the encoder outputs of 10 ESC-10 clips (values up to
-12.9, so ~5e-6 relative) and 4.4e-5 on the decoder logits of the spoken sentence (values up to 25.7).
+(CTranslate2's CPU kernels vs torch's): measured at most 5.9e-5 on the encoder outputs of 10 ESC-10
+clips (values up to 12.9, so ~5e-6 relative) and 4.4e-5 on the decoder logits of the spoken sentence
+(values up to 25.7) on an Intel Xeon with AVX-512; on an AVX2-only AMD EPYC, whose kernels block the sums
+otherwise, 6.5e-4 on the encoder outputs, at a dozen of 1.15 million elements (99.99 % within 5.6e-5).
 A conversion fault shows far above that: a tensor off by a single fp16 step (2^-11 relative) moves
 outputs of those sizes by 6e-3 to 1e-2, and a misplaced or transposed tensor by O(1). The tolerances sit
-between: 2e-4 on encoder outputs, 5e-4 on decoder logits.
+between, a third of the smallest fault: 2e-3 on encoder outputs, 2e-3 on decoder logits.
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ from mint.weights.ctranslate2_whisper import read_model_bin
 from mint.weights.registry import file_path
 from mint_testing import require_module
 
-ENCODER_ATOL = 2e-4
-LOGITS_ATOL = 5e-4
+ENCODER_ATOL = 2e-3
+LOGITS_ATOL = 2e-3
 
 
 @pytest.fixture(scope="module")
