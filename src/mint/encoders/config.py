@@ -4,16 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
 from mint.errors import ConfigError
+from mint.hardware import check_dtype_name
 
 MEL_KIND = "mel"
 WAV2VEC_KINDS = ("data2vec", "wav2vec2", "hubert")
 PRETRAINED_KINDS = (*WAV2VEC_KINDS, "whisper", "ast", "clap")
 ENCODER_KINDS = (MEL_KIND, *PRETRAINED_KINDS)
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
 @dataclass(frozen=True)
@@ -44,8 +41,7 @@ class EncoderConfig:
             raise ConfigError(
                 f"{where}.kind: unknown encoder kind {self.kind!r}; expected one of {ENCODER_KINDS}"
             )
-        if self.dtype not in DTYPES:
-            raise ConfigError(f"{where}.dtype: got {self.dtype!r}; expected one of {tuple(DTYPES)}")
+        check_dtype_name(self.dtype, f"{where}.dtype")
         if self.kind in PRETRAINED_KINDS and not self.name_or_path:
             raise ConfigError(
                 f"{where}.name_or_path: required for encoder kind {self.kind!r} "
@@ -80,9 +76,3 @@ def validate_mel_settings(where: str = "encoder", **settings: int) -> None:
             raise ConfigError(f"{where}.{name}: expected a positive integer, got {value!r}")
     if settings.get("n_fft", 2) < 2:
         raise ConfigError(f"{where}.n_fft: expected at least 2, got {settings['n_fft']}")
-
-
-def torch_dtype(name: str, where: str = "encoder.dtype") -> torch.dtype:
-    if name not in DTYPES:
-        raise ConfigError(f"{where}: got {name!r}; expected one of {tuple(DTYPES)}")
-    return DTYPES[name]

@@ -11,10 +11,11 @@ from typing import Any
 
 from mint.encoders import ast, clap, wav2vec, whisper
 from mint.encoders.base import AudioEncoder
-from mint.encoders.config import EncoderConfig, torch_dtype
+from mint.encoders.config import EncoderConfig
 from mint.encoders.fused import FusedEncoder
 from mint.encoders.mel import MelEncoder
 from mint.errors import CheckpointError, ConfigError
+from mint.hardware import torch_dtype
 from mint.weights import resolve_weights
 
 logger = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ def _load_model(model_class: Any, model_config: Any, config: EncoderConfig, used
         model, info = model_class.from_pretrained(
             config.name_or_path,
             config=model_config,
-            dtype=torch_dtype(config.dtype),
+            dtype=torch_dtype(config.dtype, "encoder.dtype"),
             output_loading_info=True,
             **_remote_code(config),
         )

@@ -21,7 +21,8 @@ import torch
 from torch import Tensor
 
 from mint.encoders.base import AudioEncoder, EncoderOutput, mask_from_counts
-from mint.encoders.config import torch_dtype, validate_mel_settings
+from mint.encoders.config import validate_mel_settings
+from mint.hardware import torch_dtype
 
 LOG_FLOOR = 1e-10
 # Bump when the front end changes, so features cached from before are not reused.
@@ -120,7 +121,9 @@ class MelEncoder(AudioEncoder):
         generator = torch.Generator().manual_seed(self.seed)
         projection = torch.randn(token_dim, hidden_size, generator=generator) / math.sqrt(token_dim)
         # Re-derived from the config on construction, so kept out of state dicts.
-        self.register_buffer("projection", projection.to(torch_dtype(dtype)), persistent=False)
+        self.register_buffer(
+            "projection", projection.to(torch_dtype(dtype, "encoder.dtype")), persistent=False
+        )
         self.register_buffer("filterbank", mel_filterbank(sample_rate, n_fft, n_mels), persistent=False)
         self._freeze()
 

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
 from mint.errors import ConfigError
+from mint.hardware import check_dtype_name
 
 SEQ2SEQ = "seq2seq"
 CAUSAL = "causal"
 LLM_KINDS = ("auto", SEQ2SEQ, CAUSAL)
 PROMPT_FORMATS = ("auto", "chat", "plain")
 ATTENTION_IMPLEMENTATIONS = ("eager", "sdpa", "flash_attention_2", "flex_attention")
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
 @dataclass(frozen=True)
@@ -26,6 +23,7 @@ class LLMConfig:
 
     name_or_path: str | None = None
     kind: str = "auto"
+    # "float32", "bfloat16", or "auto": bfloat16 where the hardware multiplies in it (`mint.hardware`).
     dtype: str = "float32"
     max_instruction_length: int = 64
     max_response_length: int = 64
@@ -63,8 +61,7 @@ class LLMConfig:
                 f"{where}.attn_implementation: got {self.attn_implementation!r}; expected null or one of "
                 f"{ATTENTION_IMPLEMENTATIONS}"
             )
-        if self.dtype not in DTYPES:
-            raise ConfigError(f"{where}.dtype: got {self.dtype!r}; expected one of {tuple(DTYPES)}")
+        check_dtype_name(self.dtype, f"{where}.dtype")
         if self.max_instruction_length < 1:
             raise ConfigError(
                 f"{where}.max_instruction_length: expected a positive integer, got {self.max_instruction_length}"
@@ -86,9 +83,3 @@ class LLMConfig:
                 f"{where}.lora_target_modules: expected a non-empty list of module names or null, "
                 f"got {self.lora_target_modules!r}"
             )
-
-
-def torch_dtype(name: str, where: str = "llm.dtype") -> torch.dtype:
-    if name not in DTYPES:
-        raise ConfigError(f"{where}: got {name!r}; expected one of {tuple(DTYPES)}")
-    return DTYPES[name]

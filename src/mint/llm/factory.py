@@ -9,9 +9,10 @@ from typing import Any
 from torch import nn
 
 from mint.errors import CheckpointError, ConfigError
+from mint.hardware import torch_dtype
 from mint.llm.base import LLMAdapter
 from mint.llm.causal import CausalAdapter
-from mint.llm.config import CAUSAL, SEQ2SEQ, LLMConfig, torch_dtype
+from mint.llm.config import CAUSAL, SEQ2SEQ, LLMConfig
 from mint.llm.random_llm import build_random_llm, is_random_reference
 from mint.llm.seq2seq import Seq2SeqAdapter
 from mint.weights import resolve_weights
@@ -69,7 +70,9 @@ def load_llm(config: LLMConfig) -> LLMAdapter:
         model, tokenizer = build_random_llm(config.name_or_path)
         kind = _resolve_kind(config, model.config)
         adapter_class = Seq2SeqAdapter if kind == SEQ2SEQ else CausalAdapter
-        return adapter_class(_with_attention(model.to(torch_dtype(config.dtype)), config), tokenizer, config)
+        return adapter_class(
+            _with_attention(model.to(torch_dtype(config.dtype, "llm.dtype")), config), tokenizer, config
+        )
     # The adapter keeps the config as written (a saved model stays portable); loading reads the directory
     # the reference resolves to.
     source = resolve_weights(config.name_or_path, "llm")
@@ -85,7 +88,7 @@ def load_llm(config: LLMConfig) -> LLMAdapter:
         model, info = model_class.from_pretrained(
             source,
             config=model_config,
-            dtype=torch_dtype(config.dtype),
+            dtype=torch_dtype(config.dtype, "llm.dtype"),
             output_loading_info=True,
             **_remote_code(config),
         )

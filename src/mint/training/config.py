@@ -25,7 +25,8 @@ class TrainerConfig:
     warmup_steps: int = 100
     min_lr_ratio: float = 0.1
     max_grad_norm: float = 1.0
-    precision: Literal["fp32", "bf16"] = "fp32"
+    # "auto": bf16 autocast where the hardware multiplies in bf16, else fp32 (`mint.hardware`).
+    precision: Literal["fp32", "bf16", "auto"] = "fp32"
     gradient_checkpointing: bool = False
     log_every: int = 10
     save_every: int = 500

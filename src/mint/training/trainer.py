@@ -29,6 +29,7 @@ from tqdm import tqdm
 from mint.data.sampler import StepBatchSampler
 from mint.distributed import world_info
 from mint.errors import MintError
+from mint.hardware import resolve_precision
 from mint.storage import atomic_write_text
 from mint.training import fsdp
 from mint.training.checkpoint import latest_valid_checkpoint, load_checkpoint, save_checkpoint
@@ -77,7 +78,7 @@ def build_accelerator(precision: str) -> Accelerator:
     FSDP is the trainer's own (`mint.training.fsdp`), whatever accelerate's distributed type.
     """
     multi_process = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    mixed_precision = "bf16" if precision == "bf16" else "no"
+    mixed_precision = "bf16" if resolve_precision(precision) == "bf16" else "no"
     state = AcceleratorState._shared_state
     if state and state.get("_mixed_precision") != mixed_precision:
         # accelerate keeps one precision per process and refuses another, but one process may run stages
