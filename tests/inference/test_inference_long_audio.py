@@ -17,6 +17,7 @@ from mint.data.instructions import evaluation_instruction
 from mint.inference import MintPipeline, build_index
 from mint.inference.long_audio import prompt_runs
 from mint.modeling.config import WindowingConfig
+from mint.modeling.instruct import window_prompts
 
 RATE = 16000
 QUERY = "a dog barks in the rain"
@@ -29,6 +30,13 @@ def pipeline(stage2_dir) -> MintPipeline:
 
 def _samples(path: Path) -> np.ndarray:
     return sf.read(path, dtype="float32")[0]
+
+
+def _learned_positions(model) -> torch.Tensor:
+    """Give the model window-position embeddings as training would (the saved tiny model's are zero)."""
+    with torch.no_grad():
+        model.window_position.normal_(0, 0.5, generator=torch.Generator().manual_seed(1))
+    return model.window_position.detach().clone()
 
 
 def _recording(tmp_path: Path, clips: list[Path], name: str = "scene.wav") -> tuple[Path, np.ndarray]:
@@ -79,6 +87,7 @@ def test_a_long_recording_prompts_the_llm_with_its_windows_pooled_within_the_bud
     model = pipeline.model
     num_queries = model.config.bridge.num_queries
     model.config = dataclasses.replace(model.config, windowing=WindowingConfig(prompt_budget=3 * num_queries))
+    positions = _learned_positions(model)
     windows = pipeline.embed_windows(path)
     assert len(windows.starts) == 6
 
@@ -92,16 +101,24 @@ def test_a_long_recording_prompts_the_llm_with_its_windows_pooled_within_the_bud
     assert len(captions) == 2 and all(isinstance(text, str) for text in captions)
     assert captions[0] == pipeline.caption(clips[1], instruction, max_new_tokens=3)
 
-    # The reference: each window on its own through the soft prompt, averaged over runs of two windows.
+    # The reference: each window on its own through the soft prompt, averaged over runs of two windows,
+    # each run with the position of its place in the prompt.
     reader_samples = _samples(path)
     with torch.no_grad():
         single = [
-            model.soft_prompt(
-                pipeline.encode([reader_samples[round(start * RATE) : round(end * RATE)]]), [instruction]
+            window_prompts(
+                model,
+                pipeline.encode([reader_samples[round(start * RATE) : round(end * RATE)]]),
+                [instruction],
             )[0]
             for start, end in zip(windows.starts, windows.ends, strict=True)
         ]
-    expected = torch.cat([torch.stack(single[run : run + 2]).mean(0) for run in (0, 2, 4)])[None]
+    expected = torch.cat(
+        [
+            torch.stack(single[start : start + 2]).mean(0) + positions[run]
+            for run, start in enumerate((0, 2, 4))
+        ]
+    )[None]
     long_prompt = [prompt for prompt in prompts if prompt.shape[1] != num_queries]
     assert len(long_prompt) == 1 and long_prompt[0].shape == expected.shape == (
         1,
@@ -122,6 +139,7 @@ def test_a_question_about_a_long_recording_prompts_the_windows_most_similar_to_i
     model.config = dataclasses.replace(
         model.config, windowing=WindowingConfig(prompt_budget=6 * num_queries, question_windows=2)
     )
+    positions = _learned_positions(model)
     prompts = []
     generate = model.llm.generate
     monkeypatch.setattr(
@@ -130,7 +148,8 @@ def test_a_question_about_a_long_recording_prompts_the_windows_most_similar_to_i
     question = "is there a dog barking?"
     pipeline.ask(path, question, max_new_tokens=2)
 
-    # The reference: the two windows of highest ATC similarity to the question, each whole, in time order.
+    # The reference: the two windows of highest ATC similarity to the question, each whole, in time order,
+    # at positions 0 and 1.
     windows = pipeline.embed_windows(path)
     similarity = (windows.embeddings @ pipeline.embed_text(question)[0]).max(axis=1)
     chosen = sorted(np.argsort(similarity)[-2:].tolist())
@@ -139,13 +158,15 @@ def test_a_question_about_a_long_recording_prompts_the_windows_most_similar_to_i
     with torch.no_grad():
         expected = torch.cat(
             [
-                model.soft_prompt(
+                window_prompts(
+                    model,
                     pipeline.encode(
                         [samples[round(windows.starts[i] * RATE) : round(windows.ends[i] * RATE)]]
                     ),
                     [instruction],
                 )[0]
-                for i in chosen
+                + positions[slot]
+                for slot, i in enumerate(chosen)
             ]
         )[None]
     assert len(prompts) == 1

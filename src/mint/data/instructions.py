@@ -10,6 +10,8 @@ Tasks, and what a clip needs for each:
 * `tagging` (labels): all of the clip's labels, comma-separated, in the clip's order.
 * `custom`: a line `{"audio", "instruction", "response"}` (optionally with `"id"`) of an instruction
   file, so that any task can be added through data alone.
+* `sequence` (labels or captions): 2 to `sequence_windows` clips read as the consecutive windows of one
+  recording, with a question about the whole (`mint.data.sequences`); off unless weighted.
 
 With a feature cache, every item (a clip's or an instruction line's) carries the cached encoder output
 instead of its waveform, as in stage 1: the instruction file's audio is keyed by its content digest like a
@@ -36,10 +38,13 @@ from mint.audio.frontend import AudioFrontend
 from mint.data.feature_cache import EncoderFeatureCache, FeatureCache
 from mint.data.manifest import ManifestRecord
 from mint.data.pairs import collate_audio
+from mint.data.sequences import draw_parts, sequence_example, sequence_forms
 from mint.data.sources import Clip, ClipSource, ManifestSource, SyntheticSource
 from mint.errors import ConfigError, DataError
 
-TASKS = ("caption", "classify", "qa", "tagging", "custom")
+TASKS = ("caption", "classify", "qa", "tagging", "custom", "sequence")
+# The tasks one clip answers on its own.
+CLIP_TASKS = ("caption", "classify", "qa", "tagging")
 
 # The first template of each task is the one evaluation and the `mint caption / ask / classify` commands use.
 TEMPLATES: dict[str, tuple[str, ...]] = {
@@ -82,6 +87,7 @@ class TaskWeights:
     qa: float = 1.0
     tagging: float = 0.5
     custom: float = 1.0
+    sequence: float = 0.0
 
     def __post_init__(self) -> None:
         for task in TASKS:
@@ -229,8 +235,11 @@ class InstructionDataset(Dataset):
     """Stage-2 items {waveform or features, instruction, response, task}, addressed by (epoch, index).
 
     Training: one item per clip of `source` (or per line of `custom` when there is no source). An item is
-    a `custom` line (drawn at random) with probability w_custom / (w_custom + the clip tasks' summed
-    weight); otherwise the clip's task is drawn among those it has data for, in proportion to the weights.
+    a `custom` line (drawn at random) with probability w_custom / (w_custom + w_sequence + the clip tasks'
+    summed weight), a `sequence` item with probability w_sequence / (the same sum): the clip and 1 to
+    `sequence_windows - 1` others drawn at random, in a drawn order, as `windows` (a list of their audio)
+    with a question about all of them; otherwise the clip's task is drawn among those it has data for,
+    in proportion to the weights.
     Evaluation (`train=False`): every clip, then every custom line, once; a clip's task is its enabled
     task of highest weight; templates are fixed.
     With a `cache`, every item carries its cached `features` (from the evaluation crop) instead of a
@@ -247,6 +256,7 @@ class InstructionDataset(Dataset):
         vocabulary: Sequence[str] | None = None,
         train: bool = True,
         cache: EncoderFeatureCache | FeatureCache | None = None,
+        sequence_windows: int = 4,
     ) -> None:
         self.source = source
         self.frontend = frontend
@@ -256,14 +266,22 @@ class InstructionDataset(Dataset):
         self.vocabulary = list(vocabulary) if vocabulary is not None else []
         self.train = train
         self.cache = cache
-        clip_weight = sum(tasks.weight(task) for task in TASKS if task != "custom")
+        if sequence_windows < 2:
+            raise ConfigError(f"data.sequence_windows: expected >= 2, got {sequence_windows}")
+        self.sequence_windows = sequence_windows
+        clip_weight = sum(tasks.weight(task) for task in CLIP_TASKS)
         if (source is None or clip_weight == 0) and not self.custom:
             raise ConfigError(
                 "data.tasks: no enabled task has data (no clip source with a clip task weighted above 0, "
                 "and no custom instruction lines with data.tasks.custom above 0)"
             )
         self.clip_weight = clip_weight if source is not None else 0.0
-        self.custom_share = tasks.custom / (tasks.custom + self.clip_weight) if self.custom else 0.0
+        # Sequences need at least two clips with data for one of their forms.
+        sequence = tasks.sequence if source is not None and len(source) >= 2 else 0.0
+        custom = tasks.custom if self.custom else 0.0
+        total = custom + sequence + self.clip_weight
+        self.custom_share = custom / total if total else 0.0
+        self.sequence_share = sequence / total if total else 0.0
 
     def __len__(self) -> int:
         clips = len(self.source) if self.source is not None else 0
@@ -279,8 +297,12 @@ class InstructionDataset(Dataset):
             return self._clip_item(index, None) if index < clips else self._custom_item(index - clips, None)
         if clips == 0:
             return self._custom_item(index, rng)
-        if self.custom and rng.random() < self.custom_share:
-            return self._custom_item(int(rng.integers(len(self.custom))), rng)
+        if self.custom or self.sequence_share:
+            draw = rng.random()
+            if draw < self.custom_share:
+                return self._custom_item(int(rng.integers(len(self.custom))), rng)
+            if draw < self.custom_share + self.sequence_share:
+                return self._sequence_item(index, rng)
         return self._clip_item(index, rng)
 
     def _custom_item(self, line: int, rng: np.random.Generator | None) -> dict:
@@ -291,13 +313,31 @@ class InstructionDataset(Dataset):
             audio = {"waveform": self.frontend.load(record.audio, rng=rng)}
         return {**audio, "instruction": record.instruction, "response": record.response, "task": "custom"}
 
-    def _clip_item(self, index: int, rng: np.random.Generator | None) -> dict:
+    def _clip_audio(self, index: int, rng: np.random.Generator | None) -> tuple[Clip, dict]:
         if self.cache is not None:
             clip = self.source.clip(index)
-            audio = {"features": self.cache.load(self.source, index, clip.id)}
-        else:
-            clip, waveform = self.source.load(index, self.frontend, rng)
-            audio = {"waveform": waveform}
+            return clip, {"features": self.cache.load(self.source, index, clip.id)}
+        clip, waveform = self.source.load(index, self.frontend, rng)
+        return clip, {"waveform": waveform}
+
+    def _sequence_item(self, index: int, rng: np.random.Generator) -> dict:
+        chosen = draw_parts(len(self.source), index, self.sequence_windows, rng)
+        parts = [self._clip_audio(clip, rng) for clip in chosen]
+        clips = [clip for clip, _ in parts]
+        if not sequence_forms(clips):
+            return self._clip_item(index, rng)
+        example = sequence_example(clips, self.vocabulary, rng)
+        instruction = _pick(TEMPLATES["qa"], rng).format(question=example.question)
+        response = example.answer
+        return {
+            "windows": [audio for _, audio in parts],
+            "instruction": instruction,
+            "response": response,
+            "task": "sequence",
+        }
+
+    def _clip_item(self, index: int, rng: np.random.Generator | None) -> dict:
+        clip, audio = self._clip_audio(index, rng)
         available = [task for task in clip_tasks(clip, self.vocabulary) if self.tasks.weight(task) > 0]
         if not available:
             raise DataError(
@@ -315,10 +355,15 @@ class InstructionDataset(Dataset):
 
 def collate_instructions(items: list[dict]) -> dict:
     """Instructions, responses and tasks as lists; the audio as `collate_audio` pads it (cached
-    `features` + `feature_mask`, or `waveforms` + `lengths`)."""
-    return {
-        **collate_audio(items),
+    `features` + `feature_mask`, or `waveforms` + `lengths`), a `sequence` item's windows as consecutive
+    rows, with `windows` (each item's row count) when any item has more than one."""
+    parts = [item.get("windows", [item]) for item in items]
+    batch = {
+        **collate_audio([window for windows in parts for window in windows]),
         "instructions": [item["instruction"] for item in items],
         "responses": [item["response"] for item in items],
         "tasks": [item["task"] for item in items],
     }
+    if any(len(windows) > 1 for windows in parts):
+        batch["windows"] = [len(windows) for windows in parts]
+    return batch

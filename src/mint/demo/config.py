@@ -135,6 +135,8 @@ class DemoEvalConfig:
     # QA is scored on every question of the first `qa_clips` held-out scenes (about 12 each): each one is a
     # generation with the frozen LLM, the evaluation's largest cost.
     qa_clips: int = 40
+    # Questions about 2-4 held-out scenes read as the windows of one recording (`sequence_qa` in the report).
+    sequence_items: int = 150
     examples: int = 5  # example captions and answers printed and written to the report
 
 
@@ -156,7 +158,10 @@ class DemoConfig:
     stage2: TrainerConfig = field(default_factory=_stage2_trainer)
     # QA answers are one or two tokens against a caption's ~15, so QA items get the largest share (chosen
     # with the stand-in LLM: qa 6 rather than 3 gave held-out QA 0.626 vs 0.590 from the same stage 1).
+    # `sequence`: 2-4 training scenes read as the consecutive windows of one recording with a question about
+    # them all (`mint.data.sequences`), which trains the window-position embeddings.
     tasks: TaskWeights = field(
-        default_factory=lambda: TaskWeights(caption=0.7, classify=0.3, qa=6.0, tagging=0.5)
+        default_factory=lambda: TaskWeights(caption=0.7, classify=0.3, qa=6.0, tagging=0.5, sequence=1.5)
     )
+    sequence_windows: int = 4
     evaluation: DemoEvalConfig = field(default_factory=DemoEvalConfig)

@@ -17,6 +17,8 @@ from tqdm import tqdm
 from mint.audio.frontend import AudioFrontend, FrontendConfig, pad_batch
 from mint.data.instructions import evaluation_instruction
 from mint.data.manifest import ManifestRecord, QAPair, read_manifest
+from mint.data.sequences import FORMS, SequenceExample, draw_parts, sequence_example, sequence_forms
+from mint.data.sources import Clip
 from mint.data.synth.speech import WORDS
 from mint.data.synth.text import WORD_QUESTIONS, parse_seconds
 from mint.evaluation.captioning import CaptionOptions, run_captioning
@@ -159,6 +161,107 @@ def timed_answers(
     }
 
 
+# Forms with one right answer; "describe_part" answers with a caption.
+SCORED_FORMS = tuple(form for form in FORMS if form != "describe_part")
+
+
+def _sequences(
+    records: list[ManifestRecord],
+    vocabulary: list[str],
+    items: int,
+    windows: int,
+    rng: np.random.Generator,
+) -> list[tuple[list[ManifestRecord], SequenceExample]]:
+    """Up to `items` questions with one right answer about 2 to `windows` of `records` read in order as
+    one recording, drawn as stage 2's `sequence` items are."""
+    rows = []
+    for _ in range(items):
+        anchor = int(rng.integers(len(records)))
+        parts = [records[index] for index in draw_parts(len(records), anchor, windows, rng)]
+        clips = [Clip.from_record(record) for record in parts]
+        if sequence_forms(clips):
+            example = sequence_example(clips, vocabulary, rng)
+            if example.form in SCORED_FORMS:
+                rows.append((parts, example))
+    return rows
+
+
+@torch.no_grad()
+def sequence_answers(
+    model: MintModel,
+    test: list[ManifestRecord],
+    train: list[ManifestRecord],
+    items: int,
+    windows: int,
+    seed: int,
+    batch_size: int = 16,
+    max_new_tokens: int = 24,
+    progress: bool = True,
+) -> dict:
+    """Held-out scenes read as the consecutive windows of one recording (`mint.data.sequences`, as stage 2's
+    `sequence` items): exact match of greedy answers per question form, beside the answer most often
+    right for the form over 2,000 such questions drawn from the training scenes."""
+    vocabulary = sorted({label for record in train for label in record.labels})
+    rng = np.random.default_rng([seed, 20])
+    majority = {
+        form: Counter(
+            normalise_answer(example.answer)
+            for _, example in _sequences(train, vocabulary, 2000, windows, rng)
+            if example.form == form
+        ).most_common(1)
+        for form in SCORED_FORMS
+    }
+    rows = _sequences(test, vocabulary, items, windows, rng)
+    model.eval()
+    frontend = AudioFrontend(
+        FrontendConfig(sample_rate=model.sample_rate, max_seconds=model.config.max_audio_seconds)
+    )
+    answers: list[str] = []
+    for start in tqdm(range(0, len(rows), batch_size), desc="sequence questions", disable=not progress):
+        chunk = rows[start : start + batch_size]
+        waveforms, lengths = pad_batch(
+            [frontend.load(record.audio) for parts, _ in chunk for record in parts]
+        )
+        answers += model.generate(
+            model.encode_audio(waveforms, lengths),
+            [evaluation_instruction("qa", question=example.question) for _, example in chunk],
+            windows=[len(parts) for parts, _ in chunk],
+            max_new_tokens=max_new_tokens,
+        )
+    forms: dict[str, dict] = {}
+    examples = []
+    for (parts, example), answer in zip(rows, answers, strict=True):
+        expected = normalise_answer(example.answer)
+        counts = forms.setdefault(example.form, {"questions": 0, "correct": 0, "baseline": 0})
+        counts["questions"] += 1
+        counts["correct"] += normalise_answer(answer) == expected
+        counts["baseline"] += bool(majority[example.form]) and majority[example.form][0][0] == expected
+        if len(examples) < 20:
+            examples.append(
+                {
+                    "ids": [record.id for record in parts],
+                    "question": example.question,
+                    "answer": answer,
+                    "expected": example.answer,
+                }
+            )
+    total = max(1, len(rows))
+    return {
+        "questions": len(rows),
+        "accuracy": sum(form["correct"] for form in forms.values()) / total,
+        "majority_baseline_accuracy": sum(form["baseline"] for form in forms.values()) / total,
+        "forms": {
+            name: {
+                "questions": form["questions"],
+                "accuracy": form["correct"] / form["questions"],
+                "majority_baseline_accuracy": form["baseline"] / form["questions"],
+            }
+            for name, form in forms.items()
+        },
+        "examples": examples,
+    }
+
+
 def random_caption_baseline(test: list[ManifestRecord], seed: int) -> dict:
     """Caption metrics of a caption drawn from a random *other* clip, scored like a prediction."""
     rng = random.Random(seed)
@@ -194,11 +297,14 @@ def evaluate_demo(
     qa_clips: int,
     seed: int,
     progress: bool = True,
+    sequence_items: int = 0,
+    sequence_windows: int = 4,
 ) -> dict:
     """ATC classification and retrieval use the stage-1 model (as BLIP-2 evaluates them); the
     generative tasks use the instruction-tuned one. With a `validation` manifest the ATM re-ranking weight
     is chosen on it first and saved with the stage-1 model, so that retrieval on the test scenes uses it.
-    `long_test`: long recordings with timed events, for onset error and long-recording retrieval."""
+    `long_test`: long recordings with timed events, for onset error and long-recording retrieval.
+    `sequence_items`: questions about held-out scenes read as the windows of one recording."""
     train, test = read_manifest(scenes_train), read_manifest(scenes_test)
     retrieve_options = RetrieveOptions(k=retrieval_k, progress=progress)
     calibration = None
@@ -230,6 +336,10 @@ def evaluate_demo(
         )
     model = MintModel.from_pretrained(model_dir)
     results["qa"] = question_answering(model, test[:qa_clips], train, progress=progress)
+    if sequence_items > 0:
+        results["sequence_qa"] = sequence_answers(
+            model, test, train, sequence_items, sequence_windows, seed, progress=progress
+        )
     if any(is_timed(pair) for record in test[:qa_clips] for pair in record.qa):
         results["timed_qa"] = timed_answers(model, test[:qa_clips], train, progress=progress)
     if speech_test is not None:

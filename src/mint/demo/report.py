@@ -118,9 +118,36 @@ def _headline(results: dict) -> list[dict]:
             "reference_is": "random captions",
         },
         *spoken_rows,
+        *_sequence_rows(results.get("sequence_qa")),
         *_timed_qa_rows(results.get("timed_qa")),
         *_temporal_rows(results.get("temporal")),
     ]
+
+
+def _sequence_rows(sequence: dict | None) -> list[dict]:
+    """Questions about held-out scenes read as the windows of one recording, overall and per form."""
+    if sequence is None:
+        return []
+    rows = [
+        {
+            "metric": "sequence_qa_accuracy",
+            "what": f"exact match, {sequence['questions']} questions about 2-4 scenes read as one recording's windows",
+            "value": sequence["accuracy"],
+            "reference": sequence["majority_baseline_accuracy"],
+            "reference_is": "majority answer per form",
+        }
+    ]
+    for form, scores in sequence["forms"].items():
+        rows.append(
+            {
+                "metric": f"sequence_qa_{form}",
+                "what": f"{scores['questions']} '{form}' questions",
+                "value": scores["accuracy"],
+                "reference": scores["majority_baseline_accuracy"],
+                "reference_is": "majority answer per form",
+            }
+        )
+    return rows
 
 
 def _timed_qa_rows(timed: dict | None) -> list[dict]:

@@ -184,6 +184,7 @@ def run_demo(config: DemoConfig, progress: bool = True) -> dict:
             source="manifest",
             manifest=str(manifests["train"]),
             tasks=config.tasks,
+            sequence_windows=config.sequence_windows,
             feature_cache=cache,
             use_feature_cache=True,
         ),
@@ -211,6 +212,8 @@ def run_demo(config: DemoConfig, progress: bool = True) -> dict:
         qa_clips=evaluation.qa_clips,
         seed=config.seed,
         progress=progress,
+        sequence_items=evaluation.sequence_items,
+        sequence_windows=config.sequence_windows,
     )
     timed("evaluation", start)
     return write_report(out, config, results, timings, standin=config.llm == STANDIN)

@@ -59,7 +59,7 @@ _IN_CHUNK = 500  # SQLite's default limit on bound parameters is 999
 # Settings that change how a model generates or re-ranks, never the vectors an index holds: calibrating the
 # re-ranking weight or giving a question more windows must not make an index refuse its own model.
 _NOT_IN_VECTORS = ("rerank_weight", "llm", "max_instruction_length")
-_WINDOWING_NOT_IN_VECTORS = ("prompt_budget", "question_windows")
+_WINDOWING_NOT_IN_VECTORS = ("prompt_budget", "question_windows", "positions")
 
 
 def model_fingerprint(model: MintModel) -> str:

@@ -8,8 +8,9 @@ batch at a time, so memory holds one batch of windows whatever the recording's l
   averaged over runs of consecutive windows, as many runs as windows fit the budget (running sums, so
   the prompt never holds more than the budget). A question (`focus`, its ATC text embedding) instead
   reads the `question_windows` windows most similar to it, each whole and in time order: averaging 94
-  windows of an hour into one slot would bury a sound heard in only one of them. The LLM sees no window
-  position beyond that order.
+  windows of an hour into one slot would bury a sound heard in only one of them. Each slot (window or
+  run) gets the learned window-position embedding of its place in the prompt, as stage 2's `sequence`
+  items train it.
 * `distinct_windows`: the windows that differ most from a recording's typical one, for a timeline of
   captions (`MintPipeline.caption_segments`): each is captioned on its own, as the model was trained,
   and its time is the window's span.
@@ -26,6 +27,7 @@ import torch
 from mint.audio.frontend import AudioReader
 from mint.audio.windows import Window, plan_windows, window_sizes
 from mint.modeling import MintModel
+from mint.modeling.instruct import add_positions, window_prompts
 from mint.modeling.outputs import AudioFeatures
 
 Encode = Callable[[Sequence[np.ndarray]], AudioFeatures]
@@ -165,7 +167,7 @@ def long_prompt(
     counts = torch.zeros(runs)
     done, dtype = 0, torch.float32
     for part, audio in _batches(reader, windows, batch_size, encode):
-        prompts = model.soft_prompt(audio, [instruction] * len(part))
+        prompts = window_prompts(model, audio, [instruction] * len(part))
         dtype, prompts = prompts.dtype, prompts.float()
         if sums is None:
             sums = prompts.new_zeros(runs, *prompts.shape[1:])
@@ -173,5 +175,5 @@ def long_prompt(
         sums.index_add_(0, index.to(sums.device), prompts)
         counts.index_add_(0, index, torch.ones(len(part)))
         done += len(part)
-    prompt = sums / counts.to(sums.device)[:, None, None]
+    prompt = add_positions(model, sums / counts.to(sums.device)[:, None, None], torch.arange(runs))
     return prompt.reshape(1, -1, prompt.shape[-1]).to(dtype)

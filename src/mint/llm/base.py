@@ -81,6 +81,10 @@ def target_logprobs(predicted: TargetLogits) -> tuple[Tensor, Tensor]:
 class LLMAdapter(nn.Module, ABC):
     """A frozen Hugging Face LLM fed a soft prompt `[B, Nq, hidden_size]` followed by an instruction.
 
+    Rows may hold soft prompts of different lengths (a recording read as several windows): every method
+    that takes a soft prompt takes an optional `prompt_mask` [B, Nq] bool, True where a row's slot is
+    real. Each row gets only its real slots, in order, so a row is laid out exactly as it would be alone.
+
     The LLM never requires grad and stays in eval mode whatever `train()` is called with, so a parent's
     `.train()` leaves it alone; gradients still flow through it to the soft prompt. With `config.lora`
     the LLM is wrapped with peft LoRA adapters: they alone are trainable, and their dropout follows
@@ -151,37 +155,59 @@ class LLMAdapter(nn.Module, ABC):
         return [[*ids, eos] for ids in encoded["input_ids"]]
 
     def _layout(
-        self, queries: int, rows: list[PromptRow], padding_side: str
+        self, queries: list[int], rows: list[PromptRow], padding_side: str
     ) -> tuple[Tensor, Tensor, Tensor, list[int]]:
-        """Lay out each row as its `before` ids, `queries` soft-prompt slots and its `after` ids, padded to
-        the longest row on `padding_side`. Returns ids [B, L] (pad id in soft slots and padding), the soft
-        slots [B, L] bool, the attention mask [B, L] long, and where each row's first real position is."""
+        """Lay out each row as its `before` ids, its `queries[row]` soft-prompt slots and its `after` ids,
+        padded to the longest row on `padding_side`. Returns ids [B, L] (pad id in soft slots and padding),
+        the soft slots [B, L] bool, the attention mask [B, L] long, and where each row's first real
+        position is."""
         if padding_side not in ("left", "right"):
             raise LLMInputError(f"padding_side: expected 'left' or 'right', got {padding_side!r}")
-        lengths = [len(row.before) + queries + len(row.after) for row in rows]
+        lengths = [len(row.before) + count + len(row.after) for row, count in zip(rows, queries, strict=True)]
         width = max(lengths)
         ids = torch.full((len(rows), width), self.tokenizer.pad_token_id, dtype=torch.long)
         soft_slots = torch.zeros((len(rows), width), dtype=torch.bool)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
         starts = []
-        for index, (row, length) in enumerate(zip(rows, lengths, strict=True)):
+        for index, (row, count, length) in enumerate(zip(rows, queries, lengths, strict=True)):
             start = width - length if padding_side == "left" else 0
             soft = start + len(row.before)
             ids[index, start:soft] = torch.tensor(row.before, dtype=torch.long)
-            soft_slots[index, soft : soft + queries] = True
-            ids[index, soft + queries : start + length] = torch.tensor(row.after, dtype=torch.long)
+            soft_slots[index, soft : soft + count] = True
+            ids[index, soft + count : start + length] = torch.tensor(row.after, dtype=torch.long)
             mask[index, start : start + length] = 1
             starts.append(start)
         return ids.to(self.device), soft_slots.to(self.device), mask.to(self.device), starts
 
-    def _embed(self, ids: Tensor, soft_slots: Tensor, soft_prompt: Tensor) -> Tensor:
-        """Embed `ids` [B, L] and put the soft prompt rows, in order, where `soft_slots` [B, L] is True."""
+    @staticmethod
+    def _prompt_lengths(soft_prompt: Tensor, prompt_mask: Tensor | None) -> list[int]:
+        """How many real soft-prompt slots each row has."""
+        if prompt_mask is None:
+            return [soft_prompt.shape[1]] * soft_prompt.shape[0]
+        return [int(count) for count in prompt_mask.sum(-1)]
+
+    @staticmethod
+    def _real_slots(soft_prompt: Tensor, prompt_mask: Tensor | None) -> Tensor:
+        """The real soft-prompt vectors [n, D], row by row, in order."""
+        if prompt_mask is None:
+            return soft_prompt.reshape(-1, soft_prompt.shape[-1])
+        return soft_prompt[prompt_mask.to(soft_prompt.device)]
+
+    def _embed(
+        self, ids: Tensor, soft_slots: Tensor, soft_prompt: Tensor, prompt_mask: Tensor | None
+    ) -> Tensor:
+        """Embed `ids` [B, L] and put each row's real soft-prompt slots, in order, where `soft_slots` [B, L]
+        is True."""
         embeddings = self.model.get_input_embeddings()(ids)
-        values = soft_prompt.to(dtype=embeddings.dtype).reshape(-1, embeddings.shape[-1])
+        values = self._real_slots(soft_prompt, prompt_mask).to(dtype=embeddings.dtype)
         return embeddings.masked_scatter(soft_slots.unsqueeze(-1), values)
 
     def _check(
-        self, soft_prompt: Tensor, instructions: Sequence[str], responses: Sequence[str] | None
+        self,
+        soft_prompt: Tensor,
+        instructions: Sequence[str],
+        responses: Sequence[str] | None,
+        prompt_mask: Tensor | None = None,
     ) -> None:
         if (
             not isinstance(soft_prompt, Tensor)
@@ -198,6 +224,16 @@ class LLMAdapter(nn.Module, ABC):
             raise LLMInputError(f"soft_prompt: empty batch or no queries, shape {tuple(soft_prompt.shape)}")
         if width != self.hidden_size:
             raise LLMInputError(f"soft_prompt: last dimension is {width}; the LLM expects {self.hidden_size}")
+        if prompt_mask is not None and (
+            not isinstance(prompt_mask, Tensor)
+            or prompt_mask.dtype != torch.bool
+            or tuple(prompt_mask.shape) != (batch, queries)
+            or not bool(prompt_mask.any(-1).all())
+        ):
+            raise LLMInputError(
+                f"prompt_mask: expected a bool tensor {(batch, queries)} with a real slot in every row, got "
+                f"{getattr(prompt_mask, 'dtype', type(prompt_mask).__name__)} {tuple(getattr(prompt_mask, 'shape', ()))}"
+            )
         for name, texts in (("instructions", instructions), ("responses", responses)):
             if texts is None:
                 continue
@@ -215,6 +251,7 @@ class LLMAdapter(nn.Module, ABC):
         instructions: Sequence[str],
         responses: Sequence[str] | None = None,
         padding_side: str | None = None,
+        prompt_mask: Tensor | None = None,
     ) -> LMBatch:
         """Tokenise, pad (`padding_side`: "left" or "right"; None = the training side) and embed."""
 
@@ -224,10 +261,17 @@ class LLMAdapter(nn.Module, ABC):
 
     # ----- training -----
 
-    def forward(self, soft_prompt: Tensor, instructions: Sequence[str], responses: Sequence[str]) -> LMOutput:
+    def forward(
+        self,
+        soft_prompt: Tensor,
+        instructions: Sequence[str],
+        responses: Sequence[str],
+        prompt_mask: Tensor | None = None,
+    ) -> LMOutput:
         """Mean negative log-likelihood of the responses (+ end-of-sequence) given soft prompt + instruction."""
-        self._check(soft_prompt, instructions, responses)
-        picked, mask = target_logprobs(self._predict(self.build_batch(soft_prompt, instructions, responses)))
+        self._check(soft_prompt, instructions, responses, prompt_mask)
+        batch = self.build_batch(soft_prompt, instructions, responses, prompt_mask=prompt_mask)
+        picked, mask = target_logprobs(self._predict(batch))
         tokens = mask.sum()
         return LMOutput(loss=-picked.sum() / tokens, tokens=tokens)
 
@@ -245,6 +289,7 @@ class LLMAdapter(nn.Module, ABC):
         min_new_tokens: int = 0,
         length_penalty: float = 1.0,
         use_cache: bool = True,
+        prompt_mask: Tensor | None = None,
     ) -> Tensor:
         """The generated token ids only (no prompt, no decoder start token), [B, T] padded with pad id.
 
@@ -252,7 +297,7 @@ class LLMAdapter(nn.Module, ABC):
         defaults (top-k, repetition penalties, ...) are switched off so the arguments mean the same for
         every LLM.
         """
-        self._check(soft_prompt, instructions, None)
+        self._check(soft_prompt, instructions, None, prompt_mask)
         if max_new_tokens < 1 or not 0 <= min_new_tokens <= max_new_tokens:
             raise LLMInputError(
                 f"max_new_tokens/min_new_tokens: expected 0 <= min ({min_new_tokens}) <= max ({max_new_tokens}), max >= 1"
@@ -281,7 +326,7 @@ class LLMAdapter(nn.Module, ABC):
             settings.update(temperature=temperature, top_p=top_p, top_k=0)
         settings.update(self._generation_extras())
         with torch.no_grad():
-            return self._generate(soft_prompt, instructions, GenerationConfig(**settings))
+            return self._generate(soft_prompt, instructions, GenerationConfig(**settings), prompt_mask)
 
     def generate(
         self,
@@ -295,6 +340,7 @@ class LLMAdapter(nn.Module, ABC):
         min_new_tokens: int = 0,
         length_penalty: float = 1.0,
         use_cache: bool = True,
+        prompt_mask: Tensor | None = None,
     ) -> list[str]:
         """Decoded responses, special tokens dropped and whitespace stripped (see `generate_ids`)."""
         ids = self.generate_ids(
@@ -308,6 +354,7 @@ class LLMAdapter(nn.Module, ABC):
             min_new_tokens=min_new_tokens,
             length_penalty=length_penalty,
             use_cache=use_cache,
+            prompt_mask=prompt_mask,
         )
         return [text.strip() for text in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
 
@@ -324,7 +371,13 @@ class LLMAdapter(nn.Module, ABC):
         return {}
 
     @abstractmethod
-    def _generate(self, soft_prompt: Tensor, instructions: Sequence[str], generation_config: Any) -> Tensor:
+    def _generate(
+        self,
+        soft_prompt: Tensor,
+        instructions: Sequence[str],
+        generation_config: Any,
+        prompt_mask: Tensor | None = None,
+    ) -> Tensor:
         """Run `generate` of the transformers model; the new token ids only, [B, T]."""
 
     # ----- rank classification -----
@@ -336,6 +389,7 @@ class LLMAdapter(nn.Module, ABC):
         candidates: Sequence[Sequence[str]] | Sequence[str],
         normalise: bool = False,
         rows_per_pass: int | None = None,
+        prompt_mask: Tensor | None = None,
     ) -> Tensor:
         """Log-likelihood [B, C] (float32) of each candidate response given soft prompt + instruction.
 
@@ -346,7 +400,7 @@ class LLMAdapter(nn.Module, ABC):
         expanded over its C candidates) run through the LLM at once; None runs the whole batch. Gradients
         are kept (call it under `torch.no_grad()` when only ranking).
         """
-        self._check(soft_prompt, instructions, None)
+        self._check(soft_prompt, instructions, None, prompt_mask)
         per_row = self._candidate_table(candidates, len(instructions))
         step = rows_per_pass or len(per_row)
         if step < 1:
@@ -355,7 +409,10 @@ class LLMAdapter(nn.Module, ABC):
         for start in range(0, len(per_row), step):
             stop = start + step
             total, count = self._candidate_logprobs(
-                soft_prompt[start:stop], instructions[start:stop], per_row[start:stop]
+                soft_prompt[start:stop],
+                instructions[start:stop],
+                per_row[start:stop],
+                None if prompt_mask is None else prompt_mask[start:stop],
             )
             totals.append(total)
             counts.append(count)
@@ -381,7 +438,11 @@ class LLMAdapter(nn.Module, ABC):
         return table
 
     def _candidate_logprobs(
-        self, soft_prompt: Tensor, instructions: Sequence[str], candidates: list[list[str]]
+        self,
+        soft_prompt: Tensor,
+        instructions: Sequence[str],
+        candidates: list[list[str]],
+        prompt_mask: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Summed log-probability and token count of every candidate, [b, C] each."""
         width = len(candidates[0])
@@ -389,6 +450,7 @@ class LLMAdapter(nn.Module, ABC):
             soft_prompt.repeat_interleave(width, dim=0),
             [text for text in instructions for _ in range(width)],
             [text for row in candidates for text in row],
+            prompt_mask=None if prompt_mask is None else prompt_mask.repeat_interleave(width, dim=0),
         )
         picked, mask = target_logprobs(self._predict(batch))
         return picked.sum(-1).view(-1, width), mask.sum(-1).view(-1, width).float()

@@ -103,8 +103,9 @@ class CausalAdapter(LLMAdapter):
         instructions: Sequence[str],
         responses: Sequence[str] | None = None,
         padding_side: str | None = None,
+        prompt_mask: Tensor | None = None,
     ) -> LMBatch:
-        queries = soft_prompt.shape[1]
+        queries = self._prompt_lengths(soft_prompt, prompt_mask)
         prompts = self._prompt_rows(instructions)
         answers = [[] for _ in prompts] if responses is None else self._response_ids(responses)
         rows = [
@@ -118,12 +119,12 @@ class CausalAdapter(LLMAdapter):
         if responses is not None:
             labels = torch.full_like(ids, IGNORE_INDEX)
             for row, (prompt, answer, start) in enumerate(zip(prompts, answers, starts, strict=True)):
-                begin = start + len(prompt.before) + queries + len(prompt.after)
+                begin = start + len(prompt.before) + queries[row] + len(prompt.after)
                 labels[row, begin : begin + len(answer)] = torch.tensor(answer, dtype=torch.long)
         # Right padding starts every row at column 0, so text all rows open with is a shared prefix.
         shared_before = all(prompt.before == prompts[0].before for prompt in prompts) and not any(starts)
         return LMBatch(
-            inputs_embeds=self._embed(ids, soft_slots, soft_prompt),
+            inputs_embeds=self._embed(ids, soft_slots, soft_prompt, prompt_mask),
             attention_mask=mask,
             labels=labels,
             position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
@@ -176,16 +177,20 @@ class CausalAdapter(LLMAdapter):
         ).last_hidden_state
 
     def _candidate_logprobs(
-        self, soft_prompt: Tensor, instructions: Sequence[str], candidates: list[list[str]]
+        self,
+        soft_prompt: Tensor,
+        instructions: Sequence[str],
+        candidates: list[list[str]],
+        prompt_mask: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """As the base class, but each prompt runs through the LLM once and its key/value cache serves all
         of its C candidates: rank classification over 10 labels of 2-3 tokens after a 40-token prompt
         then costs about a fifth of running every prompt-candidate pair in full."""
         if not self.head_at_targets:
-            return super()._candidate_logprobs(soft_prompt, instructions, candidates)
+            return super()._candidate_logprobs(soft_prompt, instructions, candidates, prompt_mask)
         width = len(candidates[0])
         # Left padding: every prompt ends at the last column, where its first candidate token is predicted.
-        prompt = self.build_batch(soft_prompt, instructions, padding_side="left")
+        prompt = self.build_batch(soft_prompt, instructions, padding_side="left", prompt_mask=prompt_mask)
         encoded = self.model.base_model(
             inputs_embeds=prompt.inputs_embeds,
             attention_mask=prompt.attention_mask,
@@ -221,9 +226,17 @@ class CausalAdapter(LLMAdapter):
         picked, mask = target_logprobs(TargetLogits(logits, targets))
         return picked.sum(-1).view(-1, width), mask.sum(-1).view(-1, width).float()
 
-    def _generate(self, soft_prompt: Tensor, instructions: Sequence[str], generation_config: Any) -> Tensor:
+    def _generate(
+        self,
+        soft_prompt: Tensor,
+        instructions: Sequence[str],
+        generation_config: Any,
+        prompt_mask: Tensor | None = None,
+    ) -> Tensor:
         ids, soft_slots, mask, _ = self._layout(
-            soft_prompt.shape[1], self._prompt_rows(instructions), self.generation_padding_side
+            self._prompt_lengths(soft_prompt, prompt_mask),
+            self._prompt_rows(instructions),
+            self.generation_padding_side,
         )
         width = ids.shape[1]
         embedded_prompts = 0
@@ -238,7 +251,10 @@ class CausalAdapter(LLMAdapter):
             copies = embeddings.shape[0] // ids.shape[0]
             prompt = embeddings[:, :width].masked_scatter(
                 soft_slots.repeat_interleave(copies, 0).unsqueeze(-1),
-                soft_prompt.repeat_interleave(copies, 0).to(embeddings.dtype),
+                self._real_slots(
+                    soft_prompt.repeat_interleave(copies, 0),
+                    None if prompt_mask is None else prompt_mask.repeat_interleave(copies, 0),
+                ).to(embeddings.dtype),
             )
             return torch.cat([prompt, embeddings[:, width:]], dim=1)
 

@@ -36,15 +36,18 @@ class Seq2SeqAdapter(LLMAdapter):
         instructions: Sequence[str],
         responses: Sequence[str] | None = None,
         padding_side: str | None = None,
+        prompt_mask: Tensor | None = None,
     ) -> LMBatch:
         ids, soft_slots, mask, _ = self._layout(
-            soft_prompt.shape[1],
+            self._prompt_lengths(soft_prompt, prompt_mask),
             self._prompt_rows(instructions),
             padding_side or self.training_padding_side,
         )
         labels = None if responses is None else self._labels(self._response_ids(responses))
         return LMBatch(
-            inputs_embeds=self._embed(ids, soft_slots, soft_prompt), attention_mask=mask, labels=labels
+            inputs_embeds=self._embed(ids, soft_slots, soft_prompt, prompt_mask),
+            attention_mask=mask,
+            labels=labels,
         )
 
     def _labels(self, responses: list[list[int]]) -> Tensor:
@@ -70,13 +73,17 @@ class Seq2SeqAdapter(LLMAdapter):
         return TargetLogits(logits[batch.labels != IGNORE_INDEX], batch.labels)
 
     def _candidate_logprobs(
-        self, soft_prompt: Tensor, instructions: Sequence[str], candidates: list[list[str]]
+        self,
+        soft_prompt: Tensor,
+        instructions: Sequence[str],
+        candidates: list[list[str]],
+        prompt_mask: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         # The encoder runs once per prompt; only its output is repeated over the candidates.
         from transformers.modeling_outputs import BaseModelOutput
 
         width = len(candidates[0])
-        batch = self.build_batch(soft_prompt, instructions)
+        batch = self.build_batch(soft_prompt, instructions, prompt_mask=prompt_mask)
         encoded = self.model.get_encoder()(
             inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask
         )
@@ -95,8 +102,20 @@ class Seq2SeqAdapter(LLMAdapter):
     def _generation_extras(self) -> dict:
         return {"decoder_start_token_id": self.decoder_start_token_id}
 
-    def _generate(self, soft_prompt: Tensor, instructions: Sequence[str], generation_config: Any) -> Tensor:
-        batch = self.build_batch(soft_prompt, instructions, None, padding_side=self.generation_padding_side)
+    def _generate(
+        self,
+        soft_prompt: Tensor,
+        instructions: Sequence[str],
+        generation_config: Any,
+        prompt_mask: Tensor | None = None,
+    ) -> Tensor:
+        batch = self.build_batch(
+            soft_prompt,
+            instructions,
+            None,
+            padding_side=self.generation_padding_side,
+            prompt_mask=prompt_mask,
+        )
         sequences = self.model.generate(
             inputs_embeds=batch.inputs_embeds,
             attention_mask=batch.attention_mask,

@@ -20,6 +20,11 @@ class WindowingConfig:
     windows' soft prompts in time order, concatenated up to `prompt_budget` tokens and, beyond it,
     averaged over runs of consecutive windows (the same number of runs as windows fit the budget). A
     question reads the `question_windows` windows most similar to it instead (`mint.inference.long_audio`).
+
+    Each slot of the soft prompt (a window, or a run of them) gets a learned window-position embedding,
+    one of `positions` (slots beyond the last share the last one), added after `llm_proj`: the LLM can
+    tell the first window's queries from the second's. Stage 2 trains them on items read as several
+    windows (`data.tasks.sequence`); a one-window soft prompt gets position 0.
     """
 
     overlap: float = 0.2
@@ -28,6 +33,7 @@ class WindowingConfig:
     # stage-2 model (16 queries) answered four questions with empty text or "You are given a choice..."
     # when given 16 windows (256 tokens), and in its answer vocabulary ("yes", "no", "soft") given one.
     question_windows: int = 1
+    positions: int = 16
 
     def __post_init__(self) -> None:
         if not 0 <= self.overlap < 1:
@@ -36,6 +42,8 @@ class WindowingConfig:
             raise ConfigError(f"model.windowing.prompt_budget: expected >= 1, got {self.prompt_budget}")
         if self.question_windows < 1:
             raise ConfigError(f"model.windowing.question_windows: expected >= 1, got {self.question_windows}")
+        if self.positions < 1:
+            raise ConfigError(f"model.windowing.positions: expected >= 1, got {self.positions}")
 
 
 @dataclass(frozen=True)

@@ -107,6 +107,13 @@ class MintModel(nn.Module):
         self.temperature = LearnableTemperature(init=config.temperature)
         self.llm = llm
         self.llm_proj = nn.Linear(hidden, llm.hidden_size) if llm is not None else None
+        # Learned window-position embeddings added to the soft prompt (`model.windowing`); zero at the start,
+        # so a fresh model reads one window exactly as it would without them.
+        self.window_position = (
+            nn.Parameter(torch.zeros(config.windowing.positions, llm.hidden_size))
+            if llm is not None
+            else None
+        )
 
     # ----- construction and persistence -------------------------------------------------------
 
@@ -179,7 +186,10 @@ class MintModel(nn.Module):
         model = cls(config, encoder, bridge, tokenizer, llm)
         state = load_file(str(directory / WEIGHTS_NAME))
         missing, unexpected = model.load_state_dict(state, strict=False)
-        missing = [name for name in missing if not name.startswith(FROZEN_PREFIXES)]
+        # A model saved before window positions existed read its one window with none: zeros, as built.
+        missing = [
+            name for name in missing if not name.startswith(FROZEN_PREFIXES) and name != "window_position"
+        ]
         if missing or unexpected:
             raise CheckpointError(
                 f"{directory / WEIGHTS_NAME}: weights do not match the config (missing {missing[:5]}, "
@@ -248,7 +258,9 @@ class MintModel(nn.Module):
             )
         audio = self._forward_audio(batch)
         if isinstance(batch, InstructBatch):
-            return InstructOutput(self.instruct_loss(audio, batch.instructions, batch.responses))
+            return InstructOutput(
+                self.instruct_loss(audio, batch.instructions, batch.responses, batch.windows)
+            )
         if objective is None:
             raise BatchInputError(
                 "MintModel.forward: objective: a Stage1Batch needs the Stage1Objective that computes its losses"
@@ -353,19 +365,28 @@ class MintModel(nn.Module):
         return instruct.soft_prompt(self, audio, instructions)
 
     def instruct_loss(
-        self, audio: AudioFeatures, instructions: Sequence[str], responses: Sequence[str]
+        self,
+        audio: AudioFeatures,
+        instructions: Sequence[str],
+        responses: Sequence[str],
+        windows: Sequence[int] | None = None,
     ) -> torch.Tensor:
         """Mean negative log-likelihood of the response tokens (+ end-of-sequence) under the frozen LLM,
-        given the soft prompt and the instruction; prompt, instruction and padding carry no loss."""
-        return instruct.instruct_loss(self, audio, instructions, responses)
+        given the soft prompt and the instruction; prompt, instruction and padding carry no loss.
+        `windows`: how many consecutive audio rows each item is read as (None: one each)."""
+        return instruct.instruct_loss(self, audio, instructions, responses, windows)
 
     def generate(
-        self, audio: AudioFeatures, instructions: Sequence[str], **generation_kwargs: Any
+        self,
+        audio: AudioFeatures,
+        instructions: Sequence[str],
+        windows: Sequence[int] | None = None,
+        **generation_kwargs: Any,
     ) -> list[str]:
-        """One response per clip, batched. `generation_kwargs` are those of `LLMAdapter.generate`:
+        """One response per item, batched. `generation_kwargs` are those of `LLMAdapter.generate`:
         max_new_tokens, min_new_tokens, num_beams, do_sample, temperature, top_p, length_penalty,
         use_cache. Call `eval()` first for deterministic Bridge-Net outputs."""
-        return instruct.generate(self, audio, instructions, **generation_kwargs)
+        return instruct.generate(self, audio, instructions, windows, **generation_kwargs)
 
     def score(
         self,
@@ -374,7 +395,8 @@ class MintModel(nn.Module):
         candidates: Sequence[str] | Sequence[Sequence[str]],
         normalise: bool = False,
         rows_per_pass: int | None = None,
+        windows: Sequence[int] | None = None,
     ) -> torch.Tensor:
         """Rank classification: log-likelihood [B, C] of each candidate (one list shared by every clip, or
         one list per clip) as the LLM's response; `normalise` divides by its token count."""
-        return instruct.score(self, audio, instructions, candidates, normalise, rows_per_pass)
+        return instruct.score(self, audio, instructions, candidates, normalise, rows_per_pass, windows)

@@ -48,10 +48,12 @@ class Stage1Batch(AudioBatch):
 
 @dataclass(kw_only=True)
 class InstructBatch(AudioBatch):
-    """A stage-2 step's input: clips with one instruction and its response each."""
+    """A stage-2 step's input: items with one instruction and its response each. `windows`: how many
+    consecutive audio rows each item is read as (None: one clip each)."""
 
     instructions: Sequence[str]
     responses: Sequence[str]
+    windows: Sequence[int] | None = None
 
 
 @dataclass

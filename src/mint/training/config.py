@@ -129,6 +129,8 @@ class InstructDataConfig:
     synthetic: SyntheticDataConfig = field(default_factory=SyntheticDataConfig)
     instructions: str | None = None  # JSONL of {"audio", "instruction", "response"} lines
     tasks: TaskWeights = field(default_factory=TaskWeights)
+    # `tasks.sequence` items read 2 to this many clips as the windows of one recording.
+    sequence_windows: int = 4
     # Written by `mint cache-features --stage instruct`; keys are content digests, so the same directory
     # serves stage 1 too. Covers the instruction file's audio as well as the source's clips.
     feature_cache: str | None = None
@@ -137,6 +139,8 @@ class InstructDataConfig:
     def __post_init__(self) -> None:
         if self.source == "none" and not self.instructions:
             raise ConfigError("data.instructions: required when data.source is 'none'")
+        if self.sequence_windows < 2:
+            raise ConfigError(f"data.sequence_windows: expected >= 2, got {self.sequence_windows}")
         _check_clip_data(self)
 
 

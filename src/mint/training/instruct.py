@@ -62,6 +62,7 @@ def build_instruction_dataset(
         vocabulary=label_vocabulary(source) if source is not None else (),
         train=train,
         cache=cache,
+        sequence_windows=data.sequence_windows,
     )
 
 
@@ -78,6 +79,7 @@ def run_instruction_tuning(config: InstructConfig) -> TrainResult:
         out = wrapped(
             instructions=batch["instructions"],
             responses=batch["responses"],
+            windows=batch.get("windows"),
             **audio_inputs(batch),
         )
         return out.loss, {}
