@@ -57,6 +57,7 @@ def test_demo_path_end_to_end_on_a_small_corpus(tmp_path, capsys):
             "evaluation.retrieval_k=2",
             "evaluation.caption_beams=1",
             "evaluation.max_new_tokens=4",
+            "evaluation.sequence_items=12",
         ]
     )
     assert code == 0
@@ -96,6 +97,15 @@ def test_demo_path_end_to_end_on_a_small_corpus(tmp_path, capsys):
     timed = report["results"]["timed_qa"]
     assert timed["questions"] > 0 and headline["timed_answers_within_1s"]["reference"] is not None
     assert not any("when does" in example["question"] for example in report["results"]["qa"]["examples"])
+    # Stage 2 trained on scenes read as several windows, and is asked about held-out ones.
+    stage2_config = yaml.safe_load((out / "stage2" / "config.yaml").read_text())
+    assert (
+        stage2_config["data"]["tasks"]["sequence"] == 1.5 and stage2_config["data"]["sequence_windows"] == 4
+    )
+    sequence = report["results"]["sequence_qa"]
+    assert 0 < sequence["questions"] <= 12 and set(sequence["forms"]) <= {"presence", "part", "order"}
+    assert sum(form["questions"] for form in sequence["forms"].values()) == sequence["questions"]
+    assert headline["sequence_qa_accuracy"]["reference_is"] == "majority answer per form"
     # Long recordings: onset error beside its baseline, and retrieval of recording and window.
     temporal = report["results"]["temporal"]
     assert temporal["data"]["clips_evaluated"] == 2
