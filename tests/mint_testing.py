@@ -128,10 +128,12 @@ def tiny_instruct_overrides(
 
 def jitter_trainable_(model: torch.nn.Module, scale: float) -> torch.nn.Module:
     """Add Gaussian noise of std `scale` to every trainable weight matrix, in place: fresh weights give
-    nearly the same output for any input, jittered ones make outputs depend on it."""
+    nearly the same output for any input, jittered ones make outputs depend on it. The window-position
+    table is left alone: it is added to every soft prompt whatever the audio, so noise there would only
+    drown the audio's part of the prompt."""
     with torch.no_grad():
-        for parameter in model.parameters():
-            if parameter.requires_grad and parameter.dim() > 1:
+        for name, parameter in model.named_parameters():
+            if parameter.requires_grad and parameter.dim() > 1 and name != "window_position":
                 parameter.add_(torch.randn_like(parameter) * scale)
     return model
 

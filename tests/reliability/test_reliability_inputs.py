@@ -97,7 +97,7 @@ def test_wrong_type_override_through_the_command(tmp_path: Path) -> None:
         ("trainer.lr=fast", "trainer.lr: expected a number"),
         ("trainer.betas=[0.9]", "trainer.betas: expected 2 items"),
         ("trainer.progress_bar=maybe", "trainer.progress_bar: expected true or false"),
-        ("trainer.precision=fp8", "trainer.precision: expected one of ['fp32', 'bf16']"),
+        ("trainer.precision=fp8", "trainer.precision: expected one of ['fp32', 'bf16', 'auto']"),
         ("model=3", "model: expected a mapping"),
         ("trainer.max_steps.value=3", "trainer.max_steps is a value, not a section"),
         ("trainer.max_steps", "expected KEY=VALUE"),
