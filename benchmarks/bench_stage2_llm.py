@@ -68,10 +68,13 @@ def run(work: Path) -> list[Comparison]:
         "fp32": (_model("float32", "sdpa", savings=True), torch.float32),
     }
     # Without native bf16 the demo's "auto" dtype is float32 here: its path is "fp32" with eager attention.
-    fast = ("bf16", "bfloat16", torch.bfloat16) if native_bf16() else ("fp32-eager", "float32", torch.float32)
-    models[fast[0]] = (_model(fast[1], "eager", savings=True), fast[2])
+    fast_key, dtype_name, dtype = (
+        ("bf16", "bfloat16", torch.bfloat16) if native_bf16() else ("fp32-eager", "float32", torch.float32)
+    )
+    models[fast_key] = (_model(dtype_name, "eager", savings=True), dtype)
+    weights = "bf16 weights + autocast" if fast_key == "bf16" else "fp32 weights (no native bf16 here)"
     reference = models["plain"][0]
-    for key in ("fp32", fast[0]):
+    for key in ("fp32", fast_key):
         for name in ("audio_norm", "bridge", "llm_proj"):
             getattr(models[key][0], name).load_state_dict(getattr(reference, name).state_dict())
     generator = torch.Generator().manual_seed(0)
@@ -96,9 +99,8 @@ def run(work: Path) -> list[Comparison]:
     item = f"stage-2 step, frozen SmolLM2-135M-Instruct, batch {BATCH}, forward+backward"
     note = (
         f"median of {STEPS} interleaved steps each; same Bridge-Net weights and items, first-step loss "
-        f"{losses['plain']:.4f} (plain fp32), {losses['fp32']:.4f} (fp32), {losses[fast[0]]:.4f} ({fast[0]})"
+        f"{losses['plain']:.4f} (plain fp32), {losses['fp32']:.4f} (fp32), {losses[fast_key]:.4f} ({fast_key})"
     )
-    weights = "bf16 weights + autocast" if fast[0] == "bf16" else "fp32 weights (no native bf16 here)"
     ours = f"{weights}, eager attention, output layer at targets, system turn once"
     return [
         Comparison(
@@ -106,7 +108,7 @@ def run(work: Path) -> list[Comparison]:
             baseline="plain fp32: SDPA, output layer at every position, system turn per row",
             ours=ours,
             baseline_s=statistics.median(times["plain"]),
-            ours_s=statistics.median(times[fast[0]]),
+            ours_s=statistics.median(times[fast_key]),
             target=3.0,
             note=note,
         ),
@@ -115,7 +117,7 @@ def run(work: Path) -> list[Comparison]:
             baseline="fp32, SDPA, output layer at targets, system turn once",
             ours=ours,
             baseline_s=statistics.median(times["fp32"]),
-            ours_s=statistics.median(times[fast[0]]),
+            ours_s=statistics.median(times[fast_key]),
             note=f"the share of {weights.split(' (')[0]} and eager attention alone",
         ),
     ]

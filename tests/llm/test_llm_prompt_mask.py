@@ -53,10 +53,10 @@ def test_each_row_reads_only_its_real_slots(checkpoints, name):
 def test_a_bad_prompt_mask_is_refused(checkpoints):
     adapter = load_tiny(checkpoints["llama"])
     prompt, mask = _masked(seed=1)
-    for bad, why in (
-        (mask.long(), "not bool"),
-        (mask[:, :2], "wrong shape"),
-        (mask & torch.tensor([True, False, True])[:, None], "a row without a real slot"),
+    for bad in (
+        mask.long(),  # not bool
+        mask[:, :2],  # the wrong shape
+        mask & torch.tensor([True, False, True])[:, None],  # a row without a real slot
     ):
         with pytest.raises(LLMInputError, match="prompt_mask"):
-            adapter(prompt, INSTRUCTIONS, RESPONSES, prompt_mask=bad), why
+            adapter(prompt, INSTRUCTIONS, RESPONSES, prompt_mask=bad)

@@ -276,7 +276,7 @@ class InstructionDataset(Dataset):
                 "and no custom instruction lines with data.tasks.custom above 0)"
             )
         self.clip_weight = clip_weight if source is not None else 0.0
-        # Sequences need at least two clips with data for one of their forms.
+        # Sequences need at least two clips; a drawn set with data for none of their forms gives a clip item.
         sequence = tasks.sequence if source is not None and len(source) >= 2 else 0.0
         custom = tasks.custom if self.custom else 0.0
         total = custom + sequence + self.clip_weight

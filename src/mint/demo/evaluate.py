@@ -52,6 +52,35 @@ def is_timed(pair: QAPair) -> bool:
 
 
 @torch.no_grad()
+def _generate_answers(
+    model: MintModel,
+    rows: list[tuple[list[ManifestRecord], str]],
+    batch_size: int,
+    max_new_tokens: int,
+    progress: bool,
+    desc: str,
+) -> list[str]:
+    """Greedy answers to each (clips, question) row; a row of several clips is read as their windows."""
+    model.eval()
+    frontend = AudioFrontend(
+        FrontendConfig(sample_rate=model.sample_rate, max_seconds=model.config.max_audio_seconds)
+    )
+    answers: list[str] = []
+    for start in tqdm(range(0, len(rows), batch_size), desc=desc, disable=not progress):
+        chunk = rows[start : start + batch_size]
+        waveforms, lengths = pad_batch(
+            [frontend.load(record.audio) for parts, _ in chunk for record in parts]
+        )
+        windows = [len(parts) for parts, _ in chunk]
+        answers += model.generate(
+            model.encode_audio(waveforms, lengths),
+            [evaluation_instruction("qa", question=question) for _, question in chunk],
+            windows=windows if max(windows) > 1 else None,
+            max_new_tokens=max_new_tokens,
+        )
+    return answers
+
+
 def _answers(
     model: MintModel,
     rows: list[tuple[ManifestRecord, QAPair]],
@@ -60,18 +89,8 @@ def _answers(
     progress: bool,
 ) -> list[str]:
     """Greedy answers to each (clip, question) row."""
-    model.eval()
-    frontend = AudioFrontend(
-        FrontendConfig(sample_rate=model.sample_rate, max_seconds=model.config.max_audio_seconds)
-    )
-    answers: list[str] = []
-    for start in tqdm(range(0, len(rows), batch_size), desc="question answering", disable=not progress):
-        chunk = rows[start : start + batch_size]
-        waveforms, lengths = pad_batch([frontend.load(record.audio) for record, _ in chunk])
-        audio = model.encode_audio(waveforms, lengths)
-        questions = [evaluation_instruction("qa", question=pair.question) for _, pair in chunk]
-        answers += model.generate(audio, questions, max_new_tokens=max_new_tokens)
-    return answers
+    questions = [([record], pair.question) for record, pair in rows]
+    return _generate_answers(model, questions, batch_size, max_new_tokens, progress, "question answering")
 
 
 def _example(record: ManifestRecord, pair: QAPair, answer: str) -> dict:
@@ -186,7 +205,6 @@ def _sequences(
     return rows
 
 
-@torch.no_grad()
 def sequence_answers(
     model: MintModel,
     test: list[ManifestRecord],
@@ -203,31 +221,19 @@ def sequence_answers(
     right for the form over 2,000 such questions drawn from the training scenes."""
     vocabulary = sorted({label for record in train for label in record.labels})
     rng = np.random.default_rng([seed, 20])
-    majority = {
-        form: Counter(
-            normalise_answer(example.answer)
-            for _, example in _sequences(train, vocabulary, 2000, windows, rng)
-            if example.form == form
-        ).most_common(1)
-        for form in SCORED_FORMS
-    }
+    drawn: dict[str, Counter] = {form: Counter() for form in SCORED_FORMS}
+    for _, example in _sequences(train, vocabulary, 2000, windows, rng):
+        drawn[example.form][normalise_answer(example.answer)] += 1
+    majority = {form: counts.most_common(1)[0][0] if counts else None for form, counts in drawn.items()}
     rows = _sequences(test, vocabulary, items, windows, rng)
-    model.eval()
-    frontend = AudioFrontend(
-        FrontendConfig(sample_rate=model.sample_rate, max_seconds=model.config.max_audio_seconds)
+    answers = _generate_answers(
+        model,
+        [(parts, example.question) for parts, example in rows],
+        batch_size,
+        max_new_tokens,
+        progress,
+        "sequence questions",
     )
-    answers: list[str] = []
-    for start in tqdm(range(0, len(rows), batch_size), desc="sequence questions", disable=not progress):
-        chunk = rows[start : start + batch_size]
-        waveforms, lengths = pad_batch(
-            [frontend.load(record.audio) for parts, _ in chunk for record in parts]
-        )
-        answers += model.generate(
-            model.encode_audio(waveforms, lengths),
-            [evaluation_instruction("qa", question=example.question) for _, example in chunk],
-            windows=[len(parts) for parts, _ in chunk],
-            max_new_tokens=max_new_tokens,
-        )
     forms: dict[str, dict] = {}
     examples = []
     for (parts, example), answer in zip(rows, answers, strict=True):
@@ -235,7 +241,7 @@ def sequence_answers(
         counts = forms.setdefault(example.form, {"questions": 0, "correct": 0, "baseline": 0})
         counts["questions"] += 1
         counts["correct"] += normalise_answer(answer) == expected
-        counts["baseline"] += bool(majority[example.form]) and majority[example.form][0][0] == expected
+        counts["baseline"] += majority[example.form] == expected
         if len(examples) < 20:
             examples.append(
                 {
