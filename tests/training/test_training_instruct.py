@@ -193,6 +193,52 @@ def test_stage2_starts_from_a_stage1_model(tmp_path):
         )
 
 
+def _stage1_outputs(model: MintModel) -> dict[str, torch.Tensor]:
+    """What stage 1's heads compute for two clips and two captions: ATC embeddings and ATM logits."""
+    spec = SynthSpec(num_clips=2, clip_seconds=1.5, max_events=1)
+    waveforms, lengths = pad_batch([synth_example(spec, i).audio for i in range(2)])
+    model.eval()
+    with torch.no_grad():
+        audio = model.encode_audio(waveforms, lengths)
+        ids, mask = model.tokenize(["a dog barks twice", "a siren wails over pink noise"])
+        return {
+            "audio": model.audio_embeddings(audio),
+            "text": model.text_embeddings(ids, mask),
+            "match": model.match_logits(audio, ids, mask),
+        }
+
+
+def test_stage1_retrieval_keeps_the_stage1_models_embeddings_through_stage2(tmp_path):
+    """With `model.stage1_retrieval`, ATC embeddings and ATM logits of the trained stage-2 model are exactly
+    the stage-1 model's, while its own Bridge-Net has moved; without it they drift with training."""
+    stage1_config = load_config(
+        MintConfig, None, [item.removeprefix("model.") for item in tiny_model_overrides()]
+    )
+    torch.manual_seed(0)
+    stage1 = MintModel.from_config(stage1_config)
+    with torch.no_grad():
+        for parameter in stage1.parameters():
+            if parameter.requires_grad:
+                parameter.add_(torch.randn_like(parameter) * 0.2)
+    stage1.save_pretrained(tmp_path / "stage1")
+    want = _stage1_outputs(stage1)
+    start = {f"init_from={tmp_path / 'stage1'}", "trainer.lr=0.01"}
+
+    for kept in (True, False):
+        out = tmp_path / f"kept-{kept}"
+        run_instruction_tuning(config(out, steps=3, extra=[*sorted(start), f"model.stage1_retrieval={kept}"]))
+        trained = MintModel.from_pretrained(out / "model")
+        assert (trained.retrieval_bridge is not None) == kept
+        moved = trained.bridge.layers[0].query_ffn.dense_in.weight
+        assert not torch.equal(moved, stage1.bridge.layers[0].query_ffn.dense_in.weight)
+        got = _stage1_outputs(trained)
+        for name, tensor in want.items():
+            if kept:
+                torch.testing.assert_close(got[name], tensor, rtol=0, atol=0, msg=name)
+            else:
+                assert not torch.allclose(got[name], tensor, atol=1e-4), name
+
+
 def test_user_defined_tasks_train_from_an_instruction_file_alone(tmp_path):
     lines = [
         {"audio": wav(tmp_path / f"{i}.wav", i), "instruction": "Count the events.", "response": "one"}

@@ -84,6 +84,10 @@ class DemoModelConfig:
     system_prompt: str | None = "You listen to a sound clip and describe it or answer questions about it."
     # Eager attention in the LLM: a stage-2 step at batch 16 took 0.91 s against SDPA's 1.55 s (2 cores).
     llm_attn_implementation: str | None = "eager"
+    # The stage-2 model keeps stage 1's Bridge-Net for ATC and ATM (`model.stage1_retrieval`): the windows
+    # `mint ask` reads in a long recording are the ones the stage-1 model finds. Without it a stand-in
+    # stage 2 of 1,350 steps sent "is there a siren?" on the hour to 10:52 instead of the siren at 47:00.
+    stage1_retrieval: bool = True
 
 
 def _stage1_trainer() -> TrainerConfig:

@@ -113,6 +113,7 @@ def _model_config(config: DemoConfig, tokenizer: Path | None, llm: str | None) -
         max_instruction_length=model.max_instruction_length,
         max_audio_seconds=config.corpus.clip_seconds,
         llm=llm_config,
+        stage1_retrieval=model.stage1_retrieval,
     )
 
 

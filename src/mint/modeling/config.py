@@ -72,6 +72,11 @@ class MintConfig:
     # split by `mint.evaluation.retrieve.calibrate_rerank`; None: not calibrated (see MintModel.rerank_weight).
     rerank_weight: float | None = None
     windowing: WindowingConfig = field(default_factory=WindowingConfig)
+    # Stage 2: keep a frozen copy of the Bridge-Net stage 2 starts from, and the audio LayerNorm as stage 1
+    # left it, for what stage 1's heads compute (ATC embeddings, ATM): search, locate, classification by
+    # ATC and the windows a question reads in a long recording then stay the stage-1 model's, however long
+    # stage 2 trains the Bridge-Net for the LLM. Costs one Bridge-Net of weights; no effect without an LLM.
+    stage1_retrieval: bool = False
 
     def __post_init__(self) -> None:
         if self.embed_dim <= 0:

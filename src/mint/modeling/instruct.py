@@ -174,7 +174,8 @@ def score(
 
 def stage2_idle_modules(model: MintModel) -> list[nn.Module]:
     """The trainable parts the stage-2 loss never reaches: the stage-1 heads, and the text feed-forward of
-    the last Bridge-Net layer (its text outputs are dropped; only the query outputs leave)."""
+    the last Bridge-Net layer (its text outputs are dropped; only the query outputs leave); with
+    `model.stage1_retrieval`, also the audio LayerNorm that the kept stage-1 Bridge-Net reads through."""
     bridge = model.bridge
     idle: list[nn.Module] = [
         model.audio_proj,
@@ -185,4 +186,7 @@ def stage2_idle_modules(model: MintModel) -> list[nn.Module]:
     ]
     if bridge.config.separate_query_ffn:
         idle.append(bridge.layers[-1].text_ffn)
+    if model.retrieval_bridge is not None:
+        # The stage-1 copy reads the audio through this LayerNorm: it stays as stage 1 left it.
+        idle.append(model.audio_norm)
     return idle

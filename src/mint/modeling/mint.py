@@ -8,6 +8,7 @@ ready-built parts.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import itertools
 import json
@@ -114,6 +115,12 @@ class MintModel(nn.Module):
             if llm is not None
             else None
         )
+        # `model.stage1_retrieval`: the frozen Bridge-Net stage 1's heads read (see `stage1_bridge`).
+        self.retrieval_bridge = (
+            copy.deepcopy(bridge).requires_grad_(False)
+            if llm is not None and config.stage1_retrieval
+            else None
+        )
 
     # ----- construction and persistence -------------------------------------------------------
 
@@ -208,6 +215,8 @@ class MintModel(nn.Module):
             stage1_weights(self.config, self.trainable_state_dict(), directory), strict=False
         )
         self.tokenizer = load_bridge_tokenizer(str(directory / TOKENIZER_DIR))
+        if self.retrieval_bridge is not None:
+            self.retrieval_bridge.load_state_dict(self.bridge.state_dict())
 
     def freeze_stage2_idle_parameters(self) -> None:
         """Stop training what the stage-2 loss never reaches (see `instruct.stage2_idle_modules`): it would
@@ -310,10 +319,16 @@ class MintModel(nn.Module):
         device = device or self.audio_proj.weight.device
         return batch["input_ids"].to(device), batch["attention_mask"].to(device)
 
+    @property
+    def stage1_bridge(self) -> BridgeNet:
+        """The Bridge-Net that stage 1's passes (ATC, ATM, ATG) run through: the frozen copy a stage-2 model
+        keeps with `model.stage1_retrieval`, otherwise the model's own."""
+        return self.bridge if self.retrieval_bridge is None else self.retrieval_bridge
+
     def query_pass(self, audio: AudioFeatures) -> QueryPass:
         """The queries read from the audio with no text in view (ATC's pass), with the per-layer states that
         `generation_logits` reads."""
-        return query_pass(self.bridge, audio)
+        return query_pass(self.stage1_bridge, audio)
 
     def query_embeddings(self, queries: QueryPass) -> torch.Tensor:
         """L2-normalised per-query audio embeddings [B, Nq, E] of a query pass."""
@@ -325,14 +340,14 @@ class MintModel(nn.Module):
 
     def text_embeddings(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """L2-normalised text embeddings [B, E] from the [CLS] position, text-only (unimodal)."""
-        out = self.bridge(input_ids=input_ids, attention_mask=attention_mask, use_queries=False)
+        out = self.stage1_bridge(input_ids=input_ids, attention_mask=attention_mask, use_queries=False)
         return F.normalize(self.text_proj(out.text_output[:, 0]), dim=-1)
 
     def match_logits(
         self, audio: AudioFeatures, input_ids: torch.Tensor, attention_mask: torch.Tensor
     ) -> torch.Tensor:
         """ATM logits [B, 2] (index 1 = match): queries and text see each other; mean over queries."""
-        out = self.bridge(
+        out = self.stage1_bridge(
             audio_features=audio.features,
             audio_mask=audio.mask,
             input_ids=input_ids,
@@ -350,8 +365,8 @@ class MintModel(nn.Module):
     ) -> torch.Tensor:
         """ATG next-token logits [B, L, V]: causal text that sees all queries of `queries` (a `query_pass`),
         without running the queries again; with `at` (bool [B, L]) only at those positions, [n, V]."""
-        text = text_over_queries(self.bridge, queries, input_ids, attention_mask)
-        return self.bridge.lm_logits(text if at is None else text[at])
+        text = text_over_queries(self.stage1_bridge, queries, input_ids, attention_mask)
+        return self.stage1_bridge.lm_logits(text if at is None else text[at])
 
     # ----- stage 2: instruction-aware queries and the frozen LLM ----------------------------------
 

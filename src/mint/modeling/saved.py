@@ -40,7 +40,7 @@ BRIDGE_SHAPE_FIELDS = (
     "separate_query_ffn",
 )
 # Weights that belong to stage 2 alone, never taken from the model stage 2 starts from.
-STAGE2_PREFIXES = ("llm_proj.", "window_position")
+STAGE2_PREFIXES = ("llm_proj.", "window_position", "retrieval_bridge.")
 
 
 def portable_reference(name_or_path: str | None) -> str | None:
