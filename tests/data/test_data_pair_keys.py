@@ -4,17 +4,19 @@ drawn as a negative, however similar the model finds it."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
 
 from mint.audio.frontend import AudioFrontend, FrontendConfig
-from mint.data.manifest import ManifestRecord, read_manifest, write_manifest
+from mint.data.manifest import ManifestRecord, TimedEvent, read_manifest, write_manifest
 from mint.data.pairs import CaptionPairDataset, collate_pairs, pair_keys
 from mint.data.sources import ManifestSource, SyntheticSource
 from mint.data.synth.corpus import SynthSpec, synth_example
-from mint.errors import DataError
+from mint.errors import ConfigError, DataError
 from mint.objectives import NegativeSampling, caption_key, content_matches, sample_hard_negatives
 
 TEMPLATES = ["the sound of a {label}", "{label} can be heard", "a recording of {label}"]
@@ -126,3 +128,50 @@ def test_a_bad_event_description_is_named(tmp_path):
     (tmp_path / "m.jsonl").write_text('{"id": "x", "audio": "x.wav", "event_description": 3}\n')
     with pytest.raises(DataError, match="event_description"):
         read_manifest(tmp_path / "m.jsonl")
+
+
+def test_event_captions_join_a_clips_captions_and_are_never_negatives_for_a_clip_holding_the_event(tmp_path):
+    def events(*pairs):
+        return [TimedEvent(label, 0.0, 0.05, caption) for label, caption in pairs]
+
+    records = [
+        _record(
+            tmp_path,
+            "c0",
+            captions=["a dog barks, then a siren wails"],
+            events=events(("dog bark", "a loud dog bark"), ("siren", "a long siren")),
+        ),
+        _record(tmp_path, "c1", captions=["a siren alone"], events=events(("siren", "a long siren"))),
+        _record(tmp_path, "c2", captions=["rain on a roof"], events=events(("rain", "soft rain"))),
+    ]
+    frontend = AudioFrontend(FrontendConfig(sample_rate=16000, max_seconds=0.1))
+    plain = CaptionPairDataset(ManifestSource(records), frontend, seed=0)
+    with_events = CaptionPairDataset(ManifestSource(records), frontend, seed=0, event_share=0.5)
+    drawn = Counter(with_events[(epoch, 0)]["caption"] for epoch in range(400))
+    assert set(drawn) == {"a dog barks, then a siren wails", "a loud dog bark", "a long siren"}
+    # Half the draws (binomial, 400 draws: a standard deviation of 10) take an event's caption.
+    assert abs(drawn["a dog barks, then a siren wails"] - 200) < 50
+    assert {plain[(epoch, 0)]["caption"] for epoch in range(40)} == {"a dog barks, then a siren wails"}
+    with pytest.raises(ConfigError, match="event_share"):
+        CaptionPairDataset(ManifestSource(records), frontend, seed=0, event_share=1.5)
+
+    # Rows: clip 0 described by its siren alone, clip 1 by its own caption, clip 2 by its event.
+    items = [with_events[(0, index)] for index in range(3)]
+    for item, caption in zip(items, ["a long siren", "a siren alone", "soft rain"], strict=True):
+        item["caption"], item["caption_key"] = caption, caption_key(caption)
+    texts, clips = _negatives_over_draws(collate_pairs(items), draws=60)
+    # "a long siren" describes clip 1 as well (one of its event captions): it is never clip 1's negative
+    # caption, nor clip 1 its negative clip; "a siren alone" is not one of clip 0's captions, so it may be.
+    assert texts == {(0, 1), (0, 2), (1, 2), (2, 0), (2, 1)}
+    assert clips == {(0, 2), (1, 0), (1, 2), (2, 0), (2, 1)}
+
+
+def test_clips_from_a_manifest_or_the_generator_carry_their_events_captions(tmp_path):
+    spec = SynthSpec(num_clips=3, clip_seconds=3.0, max_events=3, seed=5)
+    for index in range(3):
+        example = synth_example(spec, index)
+        phrases = [event.caption for event in example.events]
+        assert phrases and all(phrases)
+        assert SyntheticSource(spec).clip(index).event_captions == list(dict.fromkeys(phrases))
+        record = _record(tmp_path, f"r{index}", captions=["x"], events=example.events)
+        assert ManifestSource([record]).clip(0).event_captions == list(dict.fromkeys(phrases))

@@ -67,7 +67,11 @@ class CaptionPairDataset(Dataset):
 
     The caption choice and the training crop come from a generator seeded by (seed, epoch, index),
     so an item is the same in any worker, process or resumed run. With `caption_templates`, a clip
-    without captions is described by its labels through the templates (see the module docstring).
+    without captions is described by its labels through the templates (see the module docstring). With
+    `event_share` > 0, that share of the training items of clips with timed events (`Clip.event_captions`)
+    is captioned by one event's own caption instead: a scene of three sounds is then also the match of
+    each sound's description alone, and such a description, as one of the clip's captions, never counts
+    as a negative for another clip that holds the same event.
     """
 
     def __init__(
@@ -78,6 +82,7 @@ class CaptionPairDataset(Dataset):
         train: bool = True,
         cache: EncoderFeatureCache | FeatureCache | None = None,
         caption_templates: Sequence[str] | None = None,
+        event_share: float = 0.0,
     ) -> None:
         self.source = source
         self.frontend = frontend
@@ -87,6 +92,9 @@ class CaptionPairDataset(Dataset):
         self.caption_templates = (
             None if caption_templates is None else check_templates(caption_templates, "caption_templates")
         )
+        if not 0.0 <= event_share <= 1.0:
+            raise ConfigError(f"event_share: expected a share within [0, 1], got {event_share!r}")
+        self.event_share = event_share
 
     def __len__(self) -> int:
         return len(self.source)
@@ -101,12 +109,17 @@ class CaptionPairDataset(Dataset):
             clip, waveform = self.source.load(index, self.frontend, rng if self.train else None)
             audio = {"waveform": waveform}
         captions = self._captions(clip)
-        caption = captions[int(rng.integers(len(captions)))] if self.train else captions[0]
+        events = [text for text in clip.event_captions if text not in captions] if self.event_share else []
+        if self.train and events and rng.random() < self.event_share:
+            caption = events[int(rng.integers(len(events)))]
+        else:
+            caption = captions[int(rng.integers(len(captions)))] if self.train else captions[0]
         return {
             **audio,
             "caption": caption,
             "caption_key": caption_key(caption),
-            "clip_caption_keys": list(dict.fromkeys(caption_key(text) for text in captions)),
+            # An event's caption describes its clip too: never a negative for it, whichever row drew it.
+            "clip_caption_keys": list(dict.fromkeys(caption_key(text) for text in [*captions, *events])),
             "content_groups": content_groups(clip, from_labels=not clip.captions),
         }
 

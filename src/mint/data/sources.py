@@ -8,6 +8,7 @@ and tells whether the audio changed.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -15,7 +16,7 @@ from typing import Protocol
 import numpy as np
 
 from mint.audio.frontend import AudioFrontend
-from mint.data.manifest import ManifestRecord, QAPair, read_manifest
+from mint.data.manifest import ManifestRecord, QAPair, TimedEvent, read_manifest
 from mint.data.synth.corpus import SynthSpec, synth_example
 
 
@@ -27,12 +28,24 @@ class Clip:
     qa: list[QAPair] = field(default_factory=list)
     # A generated clip's full description: clips with the same one are the same content (stage-1 keys).
     event_description: str | None = None
+    # Each timed event's own caption ("a brief soft low-pitched tone"), where the events have them.
+    event_captions: list[str] = field(default_factory=list)
 
     @classmethod
     def from_record(cls, record: ManifestRecord) -> Clip:
         return cls(
-            record.id, list(record.captions), list(record.labels), list(record.qa), record.event_description
+            record.id,
+            list(record.captions),
+            list(record.labels),
+            list(record.qa),
+            record.event_description,
+            event_captions(record.events),
         )
+
+
+def event_captions(events: Sequence[TimedEvent]) -> list[str]:
+    """The captions of `events` that have one, in order, without repeats."""
+    return list(dict.fromkeys(event.caption for event in events if event.caption))
 
 
 class ClipSource(Protocol):
@@ -94,6 +107,7 @@ class SyntheticSource:
             example.labels,
             example.qa,
             example.event_description,
+            event_captions(example.events),
         )
 
     def clip(self, index: int) -> Clip:
