@@ -154,7 +154,11 @@ def run_demo(config: DemoConfig, progress: bool = True) -> dict:
         output_dir=str(out / "stage1"),
         model=_model_config(config, tokenizer_dir, None),
         data=DataConfig(
-            source="manifest", manifest=str(manifests["train"]), feature_cache=cache, use_feature_cache=True
+            source="manifest",
+            manifest=str(manifests["train"]),
+            feature_cache=cache,
+            use_feature_cache=True,
+            event_captions=config.event_captions,
         ),
         trainer=config.stage1,
         negatives=config.negatives,
