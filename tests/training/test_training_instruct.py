@@ -222,11 +222,11 @@ def test_stage1_retrieval_keeps_the_stage1_models_embeddings_through_stage2(tmp_
                 parameter.add_(torch.randn_like(parameter) * 0.2)
     stage1.save_pretrained(tmp_path / "stage1")
     want = _stage1_outputs(stage1)
-    start = {f"init_from={tmp_path / 'stage1'}", "trainer.lr=0.01"}
+    start = [f"init_from={tmp_path / 'stage1'}", "trainer.lr=0.01"]
 
     for kept in (True, False):
         out = tmp_path / f"kept-{kept}"
-        run_instruction_tuning(config(out, steps=3, extra=[*sorted(start), f"model.stage1_retrieval={kept}"]))
+        run_instruction_tuning(config(out, steps=3, extra=[*start, f"model.stage1_retrieval={kept}"]))
         trained = MintModel.from_pretrained(out / "model")
         assert (trained.retrieval_bridge is not None) == kept
         moved = trained.bridge.layers[0].query_ffn.dense_in.weight

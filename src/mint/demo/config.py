@@ -159,11 +159,11 @@ class DemoConfig:
     # at its prior): on this corpus, 400 steps, re-ranked validation R@1/5/10 (mean of both directions)
     # 0.597 at 0.1, 0.549 at 0.2, 0.545 at 0.5 (stage-1 seed 0), 0.480 at 0.1 vs 0.466 at 0.5 (seed 1).
     negatives: NegativeSampling = field(default_factory=lambda: NegativeSampling(temperature=0.1))
-    # Stage 1 captions a quarter of the scenes' items by one event's own caption (`data.event_captions`).
+    # Stage 1 captions a quarter of the scenes' items by one event's own caption (`data.event_caption_share`).
     # Measured on this corpus (seed 0, same stage 1 otherwise): whether a named sound is in a held-out scene
     # by ATC similarity, mean AUC 0.65 -> 0.94; ATC classification 0.977 -> 0.995; text->audio R@5 0.785 ->
     # 0.733 (re-ranked 0.799 -> 0.781); a stand-in stage 2 from it, QA 0.465 -> 0.514.
-    event_captions: float = 0.25
+    event_caption_share: float = 0.25
     stage2: TrainerConfig = field(default_factory=_stage2_trainer)
     # QA answers are one or two tokens against a caption's ~15, so QA items get the largest share (chosen
     # with the stand-in LLM: qa 6 rather than 3 gave held-out QA 0.626 vs 0.590 from the same stage 1).

@@ -158,7 +158,7 @@ def run_demo(config: DemoConfig, progress: bool = True) -> dict:
             manifest=str(manifests["train"]),
             feature_cache=cache,
             use_feature_cache=True,
-            event_captions=config.event_captions,
+            event_caption_share=config.event_caption_share,
         ),
         trainer=config.stage1,
         negatives=config.negatives,

@@ -100,15 +100,15 @@ class DataConfig:
     caption_templates: tuple[str, ...] | None = None
     # Stage 1: the share of items (of clips whose timed `events` have captions) captioned by one event's own
     # caption ("a brief soft low-pitched tone") instead of a caption of the whole clip. 0: never.
-    event_captions: float = 0.0
+    event_caption_share: float = 0.0
 
     def __post_init__(self) -> None:
         _check_clip_data(self)
         if self.caption_templates is not None:
             check_templates(self.caption_templates, "data.caption_templates")
-        if not 0.0 <= self.event_captions <= 1.0:
+        if not 0.0 <= self.event_caption_share <= 1.0:
             raise ConfigError(
-                f"data.event_captions: expected a share within [0, 1], got {self.event_captions!r}"
+                f"data.event_caption_share: expected a share within [0, 1], got {self.event_caption_share!r}"
             )
 
 

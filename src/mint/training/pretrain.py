@@ -81,7 +81,7 @@ def pretraining_trainer(config: PretrainConfig) -> Trainer:
         train=True,
         cache=cache,
         caption_templates=config.data.caption_templates,
-        event_share=config.data.event_captions,
+        event_share=config.data.event_caption_share,
     )
 
     def loss_fn(wrapped: nn.Module, batch: dict, generator: torch.Generator):
