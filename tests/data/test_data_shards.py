@@ -13,7 +13,7 @@ import soundfile as sf
 
 from mint.audio.frontend import AudioFrontend, FrontendConfig
 from mint.cli.main import main
-from mint.data.manifest import ManifestRecord, QAPair, read_manifest, write_manifest
+from mint.data.manifest import ManifestRecord, QAPair, TimedEvent, read_manifest, write_manifest
 from mint.data.shards import ShardSource, load_shard_index, write_shards
 from mint.data.sources import ManifestSource
 from mint.data.streaming import ShardStream
@@ -27,7 +27,7 @@ SHARD_SIZE = 3
 
 @pytest.fixture()
 def manifest(tmp_path):
-    """Seven short clips (WAV, FLAC and OGG) with captions, labels and QA, plus one missing file."""
+    """Seven short clips (WAV, FLAC and OGG) with captions, labels, QA and timed events, plus one missing file."""
     rng = np.random.default_rng(0)
     records = []
     for number in range(CLIPS):
@@ -43,6 +43,8 @@ def manifest(tmp_path):
                 labels=[f"label{number % 2}"],
                 qa=[QAPair(f"what is {number}?", f"answer {number}")],
                 split="train",
+                event_description=f"event {number}",
+                events=[TimedEvent(f"label{number % 2}", 0.0, 0.05, f"a sound numbered {number}")],
             )
         )
     records.insert(4, ManifestRecord(id="gone", audio=str(tmp_path / "audio" / "gone.wav"), captions=["x"]))
@@ -97,7 +99,11 @@ def test_shards_hold_the_manifest_audio_bytes_and_metadata(manifest, shards):
     assert [s.record.id for s in stream] == [r.id for r in originals]
     assert [s.position for s in stream] == list(range(CLIPS))
     assert [s.audio for s in stream] == [Path(r.audio).read_bytes() for r in originals]
-    assert stream[2].clip.qa == originals[2].qa
+    # The clip a training stage sees is the manifest's, event description and event captions included.
+    reference = ManifestSource(originals)
+    assert [s.clip for s in stream] == [reference.clip(i) for i in range(CLIPS)]
+    assert stream[2].clip.event_captions == ["a sound numbered 2"]
+    assert stream[2].clip.event_description == "event 2"
 
 
 def test_shard_source_equals_the_manifest_source(manifest, shards):
@@ -106,6 +112,7 @@ def test_shard_source_equals_the_manifest_source(manifest, shards):
     reference = ManifestSource([r for r in read_manifest(manifest) if r.id != "gone"])
     assert isinstance(source, ShardSource) and len(source) == len(reference) == CLIPS
     frontend = AudioFrontend(FrontendConfig(sample_rate=8000, max_seconds=0.08))
+    assert reference.clip(1).event_captions == ["a sound numbered 1"]
     for index in range(CLIPS):
         assert source.clip(index) == reference.clip(index)
         assert source.content_digest(index) == reference.content_digest(index)

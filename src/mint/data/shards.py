@@ -308,8 +308,7 @@ class ShardSource:
         return record, read(*members[extension]) if audio else None, f"{where}.{extension}"
 
     def clip(self, index: int) -> Clip:
-        record = self._read(index, audio=False)[0]
-        return Clip(record.id, list(record.captions), list(record.labels), list(record.qa))
+        return Clip.from_record(self._read(index, audio=False)[0])
 
     def load(
         self, index: int, frontend: AudioFrontend, rng: np.random.Generator | None
@@ -317,8 +316,7 @@ class ShardSource:
         record, audio, name = self._read(index, audio=True)
         stream = io.BytesIO(audio)
         stream.name = name
-        clip = Clip(record.id, list(record.captions), list(record.labels), list(record.qa))
-        return clip, frontend.load(stream, rng=rng)
+        return Clip.from_record(record), frontend.load(stream, rng=rng)
 
     def content_digest(self, index: int) -> str:
         """SHA-256 of the audio bytes: the same as the original file's, so a feature cache carries over."""

@@ -47,8 +47,7 @@ class StreamSample:
 
     @property
     def clip(self) -> Clip:
-        record = self.record
-        return Clip(record.id, list(record.captions), list(record.labels), list(record.qa))
+        return Clip.from_record(self.record)
 
     def audio_file(self) -> BinaryIO:
         """The audio bytes as a named in-memory file, for `AudioFrontend.load`."""
