@@ -239,6 +239,42 @@ def test_stage1_retrieval_keeps_the_stage1_models_embeddings_through_stage2(tmp_
                 assert not torch.allclose(got[name], tensor, atol=1e-4), name
 
 
+def test_projector_only_steps_hold_the_bridge_net_still_for_their_steps(tmp_path):
+    """The first `projector_only_steps` steps move `llm_proj` and the window positions only; the Bridge-Net
+    and the audio LayerNorm stay exactly as stage 1 left them, and the step after the last one moves them."""
+    stage1_config = load_config(
+        MintConfig, None, [item.removeprefix("model.") for item in tiny_model_overrides()]
+    )
+    torch.manual_seed(0)
+    MintModel.from_config(stage1_config).save_pretrained(tmp_path / "stage1")
+    stage1 = MintModel.from_pretrained(tmp_path / "stage1").state_dict()
+    start = [f"init_from={tmp_path / 'stage1'}", "trainer.lr=0.01"]
+
+    for held, steps in ((2, 2), (1, 2)):
+        out = tmp_path / f"held-{held}-of-{steps}"
+        run_instruction_tuning(config(out, steps=steps, extra=[*start, f"projector_only_steps={held}"]))
+        trained = MintModel.from_pretrained(out / "model")
+        run = config(out, steps=steps, extra=start)
+        torch.manual_seed(run.trainer.seed)  # as the run did before it built its model
+        initial = build_instruct_model(run)
+        assert not torch.equal(trained.llm_proj.weight, initial.llm_proj.weight)
+        assert trained.window_position.abs().sum() > 0  # zero at the start
+        bridge = {
+            name: tensor
+            for name, tensor in trained.state_dict().items()
+            if name.startswith(("bridge.", "audio_norm."))
+        }
+        assert bridge and bridge.keys() <= stage1.keys()
+        unchanged = [name for name, tensor in bridge.items() if torch.equal(tensor, stage1[name])]
+        if held == steps:
+            assert unchanged == list(bridge)
+        else:  # the last step trains the Bridge-Net: its trained tensors move
+            moved = trained.bridge.layers[0].query_ffn.dense_in.weight
+            assert not torch.equal(moved, stage1["bridge.layers.0.query_ffn.dense_in.weight"])
+    with pytest.raises(ConfigError, match=r"projector_only_steps: expected >= 0"):
+        config(tmp_path, extra=["projector_only_steps=-1"])
+
+
 def test_user_defined_tasks_train_from_an_instruction_file_alone(tmp_path):
     lines = [
         {"audio": wav(tmp_path / f"{i}.wav", i), "instruction": "Count the events.", "response": "one"}

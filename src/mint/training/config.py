@@ -160,7 +160,14 @@ class InstructConfig:
     model: MintConfig = field(default_factory=MintConfig)
     data: InstructDataConfig = field(default_factory=InstructDataConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    # The first `projector_only_steps` steps train only `llm_proj` and the window positions; the Bridge-Net
+    # (and all else) stays as `init_from` left it, as LLaVA aligns its projector before tuning the rest.
+    # From a stage-1 model, the LLM first learns to read queries that already tell whether a named sound is
+    # in the audio, before the Bridge-Net moves for the LLM's loss.
+    projector_only_steps: int = 0
 
     def __post_init__(self) -> None:
         if self.model.llm is None:
             raise ConfigError("model.llm: stage 2 needs an LLM (set model.llm.name_or_path)")
+        if self.projector_only_steps < 0:
+            raise ConfigError(f"projector_only_steps: expected >= 0, got {self.projector_only_steps}")

@@ -5,6 +5,7 @@ a stage-2 config's audio."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -66,6 +67,28 @@ def build_instruction_dataset(
     )
 
 
+# What `projector_only_steps` trains: the map from the Bridge-Net's queries into the LLM.
+PROJECTOR_PREFIXES = ("llm_proj.", "window_position")
+
+
+def hold_all_but_the_projector(steps: int) -> Callable[[int, nn.Module], None] | None:
+    """A Trainer `on_gradients` hook that drops the gradients of every parameter outside
+    `PROJECTOR_PREFIXES` during the first `steps` steps: AdamW leaves a parameter without a gradient as it
+    is (no update, no weight decay, no moments) and clipping counts only the projector's norm."""
+    if steps == 0:
+        return None
+
+    def drop_gradients(step: int, model: nn.Module) -> None:
+        if step >= steps:
+            return
+        for name, parameter in model.named_parameters():
+            # DDP names parameters under `module.`; the prefixes are the bare model's.
+            if not name.removeprefix("module.").startswith(PROJECTOR_PREFIXES):
+                parameter.grad = None
+
+    return drop_gradients
+
+
 def run_instruction_tuning(config: InstructConfig) -> TrainResult:
     configure_torch(config.trainer)
     output_dir = Path(config.output_dir)
@@ -92,6 +115,7 @@ def run_instruction_tuning(config: InstructConfig) -> TrainResult:
         collate_instructions,
         loss_fn,
         trainable_state=lambda module: module.training_state_dict(),
+        on_gradients=hold_all_but_the_projector(config.projector_only_steps),
     )
     return fit_and_save(trainer, config.resume)
 

@@ -117,7 +117,9 @@ class Trainer:
     ) -> None:
         self.config = config
         # Called with the step number and the model once a step's gradients are complete (accumulated and
-        # averaged over processes), before clipping and the optimizer: what a check of gradients reads.
+        # averaged over processes), before clipping and the optimizer: what a check of gradients reads, or a
+        # schedule that holds some parameters still by dropping their gradients (stage 2's projector-only
+        # steps).
         self.on_gradients = on_gradients
         self.output_dir = Path(output_dir)
         self.dataset = dataset
