@@ -100,7 +100,9 @@ def test_demo_path_end_to_end_on_a_small_corpus(tmp_path, capsys):
     # Stage 2 trained on scenes read as several windows, and is asked about held-out ones.
     stage2_config = yaml.safe_load((out / "stage2" / "config.yaml").read_text())
     assert (
-        stage2_config["data"]["tasks"]["sequence"] == 1.5 and stage2_config["data"]["sequence_windows"] == 4
+        stage2_config["data"]["tasks"]["sequence"] == 1.5
+        and stage2_config["data"]["sequence_windows"] == 4
+        and stage2_config["projector_only_steps"] == 150
     )
     sequence = report["results"]["sequence_qa"]
     assert 0 < sequence["questions"] <= 12 and set(sequence["forms"]) <= {"presence", "part", "order"}

@@ -194,6 +194,7 @@ def run_demo(config: DemoConfig, progress: bool = True) -> dict:
             use_feature_cache=True,
         ),
         trainer=config.stage2,
+        projector_only_steps=config.projector_only_steps,
     )
     if not _done(out / "stage2" / "model"):
         run_instruction_tuning(stage2)
