@@ -265,12 +265,11 @@ def test_projector_only_steps_hold_the_bridge_net_still_for_their_steps(tmp_path
             if name.startswith(("bridge.", "audio_norm."))
         }
         assert bridge and bridge.keys() <= stage1.keys()
-        unchanged = [name for name, tensor in bridge.items() if torch.equal(tensor, stage1[name])]
+        moved = [name for name, tensor in bridge.items() if not torch.equal(tensor, stage1[name])]
         if held == steps:
-            assert unchanged == list(bridge)
+            assert moved == []
         else:  # the last step trains the Bridge-Net: its trained tensors move
-            moved = trained.bridge.layers[0].query_ffn.dense_in.weight
-            assert not torch.equal(moved, stage1["bridge.layers.0.query_ffn.dense_in.weight"])
+            assert "bridge.layers.0.query_ffn.dense_in.weight" in moved
     with pytest.raises(ConfigError, match=r"projector_only_steps: expected >= 0"):
         config(tmp_path, extra=["projector_only_steps=-1"])
 
