@@ -3,9 +3,12 @@ no cache), and the limits every decoding mode must respect."""
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import torch
 from llm_testing import EOS, SPECIALS, VOCAB, load_tiny, reference_greedy, soft_prompt, until_eos
+from transformers.utils import logging as hf_logging
 
 from mint.llm import LLMInputError
 
@@ -77,3 +80,25 @@ def test_bad_generation_settings(checkpoints):
         adapter.generate(soft_prompt(1, 4), ["what"], max_new_tokens=2, min_new_tokens=3)
     with pytest.raises(LLMInputError, match="top_p"):
         adapter.generate(soft_prompt(1, 4), ["what"], do_sample=True, top_p=0.0)
+
+
+def test_unpadded_generation_draws_no_padding_warning(checkpoints):
+    # transformers' generate drops an all-ones attention mask, and GPT-2 then warns when a row starts or
+    # ends with the pad id: the soft slots must not hold it (found on `mint ask` with the stand-in LLM).
+    adapter = load_tiny(checkpoints["gpt2"])
+    adapter.model.config.pad_token_id = adapter.tokenizer.pad_token_id  # declared, as the stand-in's is
+    messages: list[str] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: messages.append(record.getMessage())
+    logger = hf_logging.get_logger("transformers")
+    level = logger.level
+    hf_logging.warning_once.cache_clear()  # a warning already given once in this process is not repeated
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING)
+    try:
+        texts = adapter.generate(soft_prompt(1, 4, seed=6), ["what"], max_new_tokens=2)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert len(texts) == 1
+    assert not [message for message in messages if "attention_mask" in message]

@@ -158,14 +158,18 @@ class LLMAdapter(nn.Module, ABC):
         self, queries: list[int], rows: list[PromptRow], padding_side: str
     ) -> tuple[Tensor, Tensor, Tensor, list[int]]:
         """Lay out each row as its `before` ids, its `queries[row]` soft-prompt slots and its `after` ids,
-        padded to the longest row on `padding_side`. Returns ids [B, L] (pad id in soft slots and padding),
-        the soft slots [B, L] bool, the attention mask [B, L] long, and where each row's first real
-        position is."""
+        padded to the longest row on `padding_side`. Returns ids [B, L] (pad id in padding, a placeholder
+        id in soft slots), the soft slots [B, L] bool, the attention mask [B, L] long, and where each row's
+        first real position is."""
         if padding_side not in ("left", "right"):
             raise LLMInputError(f"padding_side: expected 'left' or 'right', got {padding_side!r}")
         lengths = [len(row.before) + count + len(row.after) for row, count in zip(rows, queries, strict=True)]
         width = max(lengths)
-        ids = torch.full((len(rows), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        pad = self.tokenizer.pad_token_id
+        ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        # A soft slot's embedding is replaced, so any id will do but the pad id: transformers' generate drops
+        # an all-ones attention mask, and GPT-2 then warns that a row starting with the pad id may be padded.
+        placeholder = 1 if pad == 0 else 0
         soft_slots = torch.zeros((len(rows), width), dtype=torch.bool)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
         starts = []
@@ -174,6 +178,7 @@ class LLMAdapter(nn.Module, ABC):
             soft = start + len(row.before)
             ids[index, start:soft] = torch.tensor(row.before, dtype=torch.long)
             soft_slots[index, soft : soft + count] = True
+            ids[index, soft : soft + count] = placeholder
             ids[index, soft + count : start + length] = torch.tensor(row.after, dtype=torch.long)
             mask[index, start : start + length] = 1
             starts.append(start)
