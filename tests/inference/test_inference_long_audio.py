@@ -4,6 +4,7 @@ clip within one window and against per-window recomputations."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 from pathlib import Path
 
@@ -171,6 +172,34 @@ def test_a_question_about_a_long_recording_prompts_the_windows_most_similar_to_i
         )[None]
     assert len(prompts) == 1
     torch.testing.assert_close(prompts[0], expected, rtol=0, atol=1e-5)
+
+
+def test_further_questions_about_a_file_do_not_run_the_encoder_over_it_again(
+    stage2_dir, clips, tmp_path, monkeypatch
+):
+    path, samples = _recording(tmp_path, clips)
+    pipeline = MintPipeline.from_pretrained(stage2_dir, batch_size=4)
+    model = pipeline.model
+    model.config = dataclasses.replace(model.config, windowing=WindowingConfig(question_windows=2))
+    encoded: list[int] = []
+    encode = pipeline.encode
+    monkeypatch.setattr(pipeline, "encode", lambda clips: encoded.append(len(clips)) or encode(clips))
+    question = "is there a dog barking?"
+    first = pipeline.ask(path, question, max_new_tokens=2)
+    assert sum(encoded) == 6 + 2  # all six windows to choose from, then the two chosen
+    encoded.clear()
+    assert pipeline.ask(path, question, max_new_tokens=2) == first
+    pipeline.locate(path, QUERY)
+    pipeline.caption_segments(path, 2, max_new_tokens=2)
+    assert sum(encoded) == 2 + 2  # the two question windows, the two timeline windows: nothing else
+    assert not pipeline.embed_windows(path).embeddings.flags.writeable
+
+    # The file changes: its windows are read again, and equal a fresh pipeline's.
+    sf.write(path, samples[::-1].copy(), RATE, subtype="FLOAT")
+    later = path.stat().st_mtime_ns + 10**9
+    os.utime(path, ns=(later, later))
+    fresh = MintPipeline(model, batch_size=4).embed_windows(path)
+    np.testing.assert_array_equal(pipeline.embed_windows(path).embeddings, fresh.embeddings)
 
 
 def test_a_timeline_captions_the_windows_most_unlike_the_rest_each_on_its_own(

@@ -8,7 +8,9 @@ except where a method says it reads audio of any length window by window (`model
 * `caption`, `ask`: LLM generation with the fixed stage-2 instructions (stage-2 models only); a recording
   longer than the model's clip is read window by window into one soft prompt (`mint.inference.long_audio`).
 * `embed_windows`, `locate`: a recording of any length as windows with time spans, and where in it a
-  text is heard.
+  text is heard. The window embeddings of the last file read this way are kept (keyed by its path, size
+  and modification time), so further questions, searches or timelines of one long recording do not run
+  the encoder over all of it again.
 * `classify`: zero-shot, by ATC prompt ensembles (any model) or by the LLM's log-likelihood of each
   label as its answer (stage-2 models); `method="auto"` takes the LLM when there is one.
 * `embed_audio`: the L2-normalised per-query embeddings `[N, Nq, E]` that ATC compares with a text by
@@ -28,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mint.audio.frontend import pad_batch
+from mint.audio.frontend import AudioReader, pad_batch
 from mint.data.instructions import evaluation_instruction
 from mint.data.pairs import label_text
 from mint.errors import ConfigError
@@ -104,6 +106,7 @@ class MintPipeline:
         self.batch_size = batch_size
         self.frontend = eval_frontend(model)
         self._fingerprint: str | None = None
+        self._last_windows: tuple[tuple, WindowEmbeddings] | None = None
 
     @classmethod
     def from_pretrained(
@@ -226,6 +229,7 @@ class MintPipeline:
                     self.batch_size,
                     self.encode,
                     None if focus is None else self.embed_text(focus[index])[0],
+                    lambda item=items[index], reader=reader: self._windows(item, reader),
                 )
                 texts[index] = llm.generate(prompt, [instructions[index]], **settings)[0]
         return [texts[index] for index in range(len(items))]
@@ -264,9 +268,7 @@ class MintPipeline:
         if count < 1:
             raise ConfigError(f"count: expected a positive number of segments, got {count!r}")
         reader = open_reader(audio, self.frontend, sample_rate)
-        windows = window_embeddings(
-            self.model, reader, self.frontend.max_samples, self.batch_size, self.encode
-        )
+        windows = self._windows(audio, reader)
         chosen = distinct_windows(windows, count)
         spans = [(float(windows.starts[index]), float(windows.ends[index])) for index in chosen]
         # Each chosen window is within one clip: `caption` takes the plain path, in batches.
@@ -397,10 +399,28 @@ class MintPipeline:
         (`mint.evaluation.temporal`) at the cost of more windows."""
         if overlap is not None and not 0 <= overlap < 1:
             raise ConfigError(f"overlap: expected a fraction in [0, 1), got {overlap!r}")
-        reader = open_reader(audio, self.frontend, sample_rate)
-        return window_embeddings(
+        return self._windows(audio, open_reader(audio, self.frontend, sample_rate), overlap)
+
+    def _windows(
+        self, audio: AudioInput, reader: AudioReader, overlap: float | None = None
+    ) -> WindowEmbeddings:
+        """`reader`'s window embeddings; a file's are kept until another file's are computed."""
+        key = None
+        if isinstance(audio, (str, os.PathLike)):
+            status = os.stat(audio)
+            overlap_used = self.model.config.windowing.overlap if overlap is None else overlap
+            file = (os.path.realpath(audio), status.st_ino, status.st_size, status.st_mtime_ns)
+            key = (*file, overlap_used, self.batch_size)
+        if key is not None and self._last_windows is not None and self._last_windows[0] == key:
+            return self._last_windows[1]
+        windows = window_embeddings(
             self.model, reader, self.frontend.max_samples, self.batch_size, self.encode, overlap
         )
+        if key is not None:
+            for array in (windows.starts, windows.ends, windows.embeddings):
+                array.flags.writeable = False  # shared by every later call about the file
+            self._last_windows = (key, windows)
+        return windows
 
     def locate(self, audio: AudioInput, text: str, sample_rate: int | None = None) -> list[WindowScore]:
         """Where in a recording of any length `text` is heard: each window's ATC similarity to it, in time
