@@ -341,7 +341,7 @@ def write_report(out: Path, config: DemoConfig, results: dict, timings: dict, st
             ],
         ),
         "",
-        "## Time per step (s)",
+        "## Wall time of each part of the run (s)",
         "",
         markdown_table(list(timings), [list(timings.values())]),
         "",
