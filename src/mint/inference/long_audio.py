@@ -148,21 +148,17 @@ def long_prompt(
     instruction: str,
     batch_size: int,
     encode: Encode,
+    embeddings: Callable[[], WindowEmbeddings],
     focus: np.ndarray | None = None,
-    embeddings: Callable[[], WindowEmbeddings] | None = None,
 ) -> torch.Tensor:
-    """The soft prompt `[1, T, D_llm]` of a recording of any length (see the module doc); `focus`: the
-    question's text embedding `[E]`, which picks the windows; `embeddings`: where the recording's window
-    embeddings come from when a question needs them (default: `window_embeddings` of `reader`)."""
+    """The soft prompt `[1, T, D_llm]` of a recording of any length (see the module doc); `embeddings`: the
+    recording's window embeddings (`window_embeddings` of `reader`, or a kept copy), called only when
+    `focus`, the question's text embedding `[E]`, has to pick among more windows than it reads."""
     windows = recording_windows(model, reader, window)
     windowing = model.config.windowing
     if focus is not None and len(windows) > windowing.question_windows:
-        every = (
-            window_embeddings(model, reader, window, batch_size, encode)
-            if embeddings is None
-            else embeddings()
-        )
-        windows = [windows[index] for index in focus_windows(every, focus, windowing.question_windows)]
+        picked = focus_windows(embeddings(), focus, windowing.question_windows)
+        windows = [windows[index] for index in picked]
         run_of = torch.arange(len(windows))
     else:
         run_of = torch.tensor(

@@ -8,9 +8,9 @@ except where a method says it reads audio of any length window by window (`model
 * `caption`, `ask`: LLM generation with the fixed stage-2 instructions (stage-2 models only); a recording
   longer than the model's clip is read window by window into one soft prompt (`mint.inference.long_audio`).
 * `embed_windows`, `locate`: a recording of any length as windows with time spans, and where in it a
-  text is heard. The window embeddings of the last file read this way are kept (keyed by its path, size
-  and modification time), so further questions, searches or timelines of one long recording do not run
-  the encoder over all of it again.
+  text is heard. The window embeddings of the last file read this way are kept (keyed by its path, inode,
+  size and modification time, and the overlap and batch size), so further questions, searches or
+  timelines of one long recording do not run the encoder over all of it again.
 * `classify`: zero-shot, by ATC prompt ensembles (any model) or by the LLM's log-likelihood of each
   label as its answer (stage-2 models); `method="auto"` takes the LLM when there is one.
 * `embed_audio`: the L2-normalised per-query embeddings `[N, Nq, E]` that ATC compares with a text by
@@ -22,6 +22,7 @@ except where a method says it reads audio of any length window by window (`model
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -228,8 +229,8 @@ class MintPipeline:
                     instructions[index],
                     self.batch_size,
                     self.encode,
+                    functools.partial(self._windows, items[index], reader),
                     None if focus is None else self.embed_text(focus[index])[0],
-                    lambda item=items[index], reader=reader: self._windows(item, reader),
                 )
                 texts[index] = llm.generate(prompt, [instructions[index]], **settings)[0]
         return [texts[index] for index in range(len(items))]
@@ -408,9 +409,15 @@ class MintPipeline:
         key = None
         if isinstance(audio, (str, os.PathLike)):
             status = os.stat(audio)
-            overlap_used = self.model.config.windowing.overlap if overlap is None else overlap
-            file = (os.path.realpath(audio), status.st_ino, status.st_size, status.st_mtime_ns)
-            key = (*file, overlap_used, self.batch_size)
+            overlap = self.model.config.windowing.overlap if overlap is None else overlap
+            key = (
+                os.path.realpath(audio),
+                status.st_ino,
+                status.st_size,
+                status.st_mtime_ns,
+                overlap,
+                self.batch_size,
+            )
         if key is not None and self._last_windows is not None and self._last_windows[0] == key:
             return self._last_windows[1]
         windows = window_embeddings(
