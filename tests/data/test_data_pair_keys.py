@@ -175,3 +175,40 @@ def test_clips_from_a_manifest_or_the_generator_carry_their_events_captions(tmp_
         assert SyntheticSource(spec).clip(index).event_captions == list(dict.fromkeys(phrases))
         record = _record(tmp_path, f"r{index}", captions=["x"], events=example.events)
         assert ManifestSource([record]).clip(0).event_captions == list(dict.fromkeys(phrases))
+
+
+def _clip_of(window: dict) -> int:
+    """The clip a window's audio came from: clip i is written as the constant (i + 1) / 10."""
+    return round(float(window["waveform"].mean()) * 10) - 1
+
+
+def test_a_sequence_item_reads_its_clips_as_windows_and_any_of_their_captions_describes_it(tmp_path):
+    captions = [["a dog barks"], ["rain on a roof", "rain falls"], ["a siren wails"], ["a bell rings"]]
+    records = []
+    for index, texts in enumerate(captions):
+        path = tmp_path / f"c{index}.wav"
+        sf.write(str(path), np.full(1600, (index + 1) / 10, dtype=np.float32), 16000)
+        records.append(ManifestRecord(id=f"c{index}", audio=str(path), captions=texts))
+    frontend = AudioFrontend(FrontendConfig(sample_rate=16000, max_seconds=0.1))
+    source = ManifestSource(records)
+    sequences = CaptionPairDataset(source, frontend, seed=0, sequence_share=1.0, sequence_windows=3)
+    plain = CaptionPairDataset(source, frontend, seed=0)
+    for index in range(4):
+        item = sequences[(0, index)]
+        parts = [_clip_of(window) for window in item["windows"]]
+        assert 2 <= len(parts) <= 3 and len(set(parts)) == len(parts) and index in parts
+        described = [text for part in parts for text in captions[part]]
+        assert item["caption"] in described
+        assert item["clip_caption_keys"] == [caption_key(text) for text in described]
+    # A recording beside the four clips alone, in one batch.
+    items = [sequences[(0, 0)], *(plain[(0, index)] for index in range(4))]
+    batch = collate_pairs(items)
+    assert batch["windows"] == [len(items[0]["windows"]), 1, 1, 1, 1]
+    assert batch["waveforms"].shape[0] == sum(batch["windows"])
+    assert "windows" not in collate_pairs(items[1:])
+    parts = [_clip_of(window) for window in items[0]["windows"]]
+    texts, clips = _negatives_over_draws(batch, draws=80)
+    # A clip the recording holds is never its negative, either way; the others are drawn.
+    for part in range(4):
+        pair_drawn = (0, part + 1) in texts or (part + 1, 0) in clips
+        assert pair_drawn == (part not in parts), (part, parts)

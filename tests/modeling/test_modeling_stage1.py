@@ -26,6 +26,8 @@ from mint.objectives import (
     prepare_generation_inputs,
     sample_hard_negatives,
 )
+from mint.objectives._checks import ObjectiveInputError
+from mint.objectives.stage1 import window_slots
 from mint_testing import jitter_trainable_, tiny_model_overrides
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -194,6 +196,96 @@ def test_stage1_losses_equal_an_independent_recomputation() -> None:
     assert out.loss_atg.item() == pytest.approx(float(atg), rel=1e-5)
     expected_total = 0.5 * float(atc) + 2.0 * float(atm) + 0.25 * float(atg)
     assert out.loss.item() == pytest.approx(expected_total, rel=1e-5)
+
+
+def test_stage1_losses_over_windows_equal_an_independent_recomputation() -> None:
+    """Items read as several windows (a recording longer than one clip): an item's ATC similarity is its
+    best window's, and ATM and ATG read, for each caption, the item's window most similar to that caption."""
+    # Weights far enough from their initial values that ATG's loss depends on which window it reads.
+    model = jitter_trainable_(_model(), 0.5).eval()
+    windows = [2, 1, 3, 1, 2]
+    features, feature_mask = _features(model, sum(windows), seed=4)
+    ids, mask = model.tokenize(CAPTIONS)
+    sampling = NegativeSampling(temperature=0.3, uniform_share=0.2)
+    batch = Stage1Batch(
+        input_ids=ids,
+        attention_mask=mask,
+        keys=_keys(CAPTIONS),
+        generator=torch.Generator().manual_seed(6),
+        features=features,
+        feature_mask=feature_mask,
+        windows=windows,
+    )
+    with torch.no_grad():
+        out = model(batch, objective=Stage1Objective(ObjectiveWeights(), sampling))
+
+        audio = model.normalise_audio(features, feature_mask)
+        row_embeds = model.audio_embeddings(audio).double()
+        text_embeds = model.text_embeddings(ids, mask).double()
+        per_row = torch.einsum("rqe,te->rtq", row_embeds, text_embeds).amax(dim=2)  # [audio rows, captions]
+        starts = np.cumsum([0, *windows[:-1]])
+        item_rows = [list(range(start, start + count)) for start, count in zip(starts, windows, strict=True)]
+        similarity = torch.stack([per_row[rows].amax(dim=0) for rows in item_rows])
+        # best[i][t]: the audio row of item i most similar to caption t.
+        best = [[rows[int(per_row[rows, t].argmax())] for t in range(5)] for rows in item_rows]
+        for rows in item_rows:
+            if len(rows) > 1:  # no near tie the objective's float32 could break the other way
+                top = per_row[rows].sort(dim=0, descending=True).values
+                assert (top[0] - top[1]).min() > 1e-4
+        assert any(best[i][i] != item_rows[i][0] for i in range(5))  # some best window is not the first
+
+        temperature = float(model.temperature())
+        atc = 0.0
+        for matrix in (similarity, similarity.T):
+            atc -= torch.log_softmax(matrix / temperature, dim=1).diagonal().mean() / 2
+        eye = torch.eye(5, dtype=torch.bool)
+        drawn = sample_hard_negatives(
+            similarity.float(),
+            similarity.T.float(),
+            ContentMatches(eye, eye.clone()),
+            torch.Generator().manual_seed(6),
+            sampling,
+        )
+        atm_terms = []
+        for item in range(5):
+            pairs = [
+                (item, item, 1),
+                (item, int(drawn.text_index[item]), 0),
+                (int(drawn.audio_index[item]), item, 0),
+            ]
+            for owner, caption, label in pairs:
+                row = best[owner][caption]
+                one_audio = AudioFeatures(audio.features[row : row + 1], audio.mask[row : row + 1])
+                logits = model.match_logits(
+                    one_audio, ids[caption : caption + 1], mask[caption : caption + 1]
+                )
+                atm_terms.append(-torch.log_softmax(logits.double(), dim=1)[0, label])
+        atm = torch.stack(atm_terms).mean()
+        own = [best[item][item] for item in range(5)]
+        own_audio = AudioFeatures(audio.features[own], audio.mask[own])
+        dec_ids, labels = prepare_generation_inputs(
+            ids, mask, model.decoder_start_token_id, model.pad_token_id
+        )
+        atg = generation_loss(_full_pass_generation_logits(model, own_audio, dec_ids, mask), labels)
+        first = [rows[0] for rows in item_rows]
+        first_audio = AudioFeatures(audio.features[first], audio.mask[first])
+        atg_first = generation_loss(_full_pass_generation_logits(model, first_audio, dec_ids, mask), labels)
+        # The windows told apart well beyond the comparison's tolerance (rel 1e-5) below.
+        assert abs(float(atg - atg_first)) > 1e-4 * float(atg)
+
+    assert out.loss_atc.item() == pytest.approx(float(atc), rel=1e-5)
+    assert out.loss_atm.item() == pytest.approx(float(atm), rel=1e-5)
+    assert out.loss_atg.item() == pytest.approx(float(atg), rel=1e-5)
+
+
+def test_window_slots_repeat_an_items_last_window() -> None:
+    """Hand-worked: items of 2, 1 and 3 windows over 6 audio rows."""
+    slots = window_slots([2, 1, 3], 6, torch.device("cpu"))
+    assert slots.tolist() == [[0, 1, 1], [2, 2, 2], [3, 4, 5]]
+    assert window_slots(None, 3, torch.device("cpu")).tolist() == [[0], [1], [2]]
+    for bad in ([2, 1, 2], [3, 0, 3]):
+        with pytest.raises(ObjectiveInputError, match="windows"):
+            window_slots(bad, 6, torch.device("cpu"))
 
 
 def test_atm_learns_to_separate_matches_from_non_matches() -> None:

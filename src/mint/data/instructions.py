@@ -37,7 +37,7 @@ from torch.utils.data import Dataset
 from mint.audio.frontend import AudioFrontend
 from mint.data.feature_cache import EncoderFeatureCache, FeatureCache
 from mint.data.manifest import ManifestRecord
-from mint.data.pairs import collate_audio
+from mint.data.pairs import collate_windows
 from mint.data.sequences import draw_parts, sequence_example, sequence_forms
 from mint.data.sources import Clip, ClipSource, ManifestSource, SyntheticSource
 from mint.errors import ConfigError, DataError
@@ -354,16 +354,11 @@ class InstructionDataset(Dataset):
 
 
 def collate_instructions(items: list[dict]) -> dict:
-    """Instructions, responses and tasks as lists; the audio as `collate_audio` pads it (cached
-    `features` + `feature_mask`, or `waveforms` + `lengths`), a `sequence` item's windows as consecutive
-    rows, with `windows` (each item's row count) when any item has more than one."""
-    parts = [item.get("windows", [item]) for item in items]
-    batch = {
-        **collate_audio([window for windows in parts for window in windows]),
+    """Instructions, responses and tasks as lists; the audio as `collate_windows` lays it out (a `sequence`
+    item's windows as consecutive rows, with `windows`)."""
+    return {
+        **collate_windows(items),
         "instructions": [item["instruction"] for item in items],
         "responses": [item["response"] for item in items],
         "tasks": [item["task"] for item in items],
     }
-    if any(len(windows) > 1 for windows in parts):
-        batch["windows"] = [len(windows) for windows in parts]
-    return batch

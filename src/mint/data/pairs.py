@@ -9,6 +9,11 @@ Each item also carries the keys that tell stage 1 which pairs are the same conte
 (`mint.objectives.keys`): its caption's, those of every caption of its clip, and the clip's groups:
 the clip itself, the class labels its template captions were written from, and a generated clip's
 event description.
+
+With `sequence_share` > 0, that share of the training items reads 2 to `sequence_windows` clips, in a
+drawn order, as the consecutive windows of one longer recording (`windows`, a list of their audio), and is
+captioned by a caption of one of them: stage 1 then scores a recording by its best window, as retrieval
+does for a long one (`mint.objectives.stage1`). Any caption of any of its clips describes the recording.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from torch.utils.data import Dataset
 
 from mint.audio.frontend import AudioFrontend, pad_batch
 from mint.data.feature_cache import EncoderFeatureCache, FeatureCache
+from mint.data.sequences import draw_parts
 from mint.data.sources import Clip, ClipSource
 from mint.errors import ConfigError, DataError
 from mint.objectives.keys import ContentKeys, caption_key, content_key
@@ -83,6 +89,8 @@ class CaptionPairDataset(Dataset):
         cache: EncoderFeatureCache | FeatureCache | None = None,
         caption_templates: Sequence[str] | None = None,
         event_share: float = 0.0,
+        sequence_share: float = 0.0,
+        sequence_windows: int = 4,
     ) -> None:
         self.source = source
         self.frontend = frontend
@@ -95,6 +103,13 @@ class CaptionPairDataset(Dataset):
         if not 0.0 <= event_share <= 1.0:
             raise ConfigError(f"event_share: expected a share within [0, 1], got {event_share!r}")
         self.event_share = event_share
+        if not 0.0 <= sequence_share <= 1.0:
+            raise ConfigError(f"sequence_share: expected a share within [0, 1], got {sequence_share!r}")
+        if sequence_windows < 2:
+            raise ConfigError(f"sequence_windows: expected >= 2, got {sequence_windows}")
+        # Sequences need at least two clips.
+        self.sequence_share = sequence_share if len(source) >= 2 else 0.0
+        self.sequence_windows = sequence_windows
 
     def __len__(self) -> int:
         return len(self.source)
@@ -102,14 +117,10 @@ class CaptionPairDataset(Dataset):
     def __getitem__(self, key: tuple[int, int]) -> dict:
         epoch, index = key
         rng = np.random.default_rng([self.seed, epoch, index])
-        if self.cache is not None:
-            clip = self.source.clip(index)
-            audio = {"features": self.cache.load(self.source, index, clip.id)}
-        else:
-            clip, waveform = self.source.load(index, self.frontend, rng if self.train else None)
-            audio = {"waveform": waveform}
-        captions = self._captions(clip)
-        events = [text for text in clip.event_captions if text not in captions] if self.event_share else []
+        if self.train and self.sequence_share and rng.random() < self.sequence_share:
+            return self._sequence_item(index, rng)
+        clip, audio = self._clip_audio(index, rng)
+        captions, events = self._all_captions(clip)
         if self.train and events and rng.random() < self.event_share:
             caption = events[int(rng.integers(len(events)))]
         else:
@@ -121,6 +132,37 @@ class CaptionPairDataset(Dataset):
             # An event's caption describes its clip too: never a negative for it, whichever row drew it.
             "clip_caption_keys": list(dict.fromkeys(caption_key(text) for text in [*captions, *events])),
             "content_groups": content_groups(clip, from_labels=not clip.captions),
+        }
+
+    def _clip_audio(self, index: int, rng: np.random.Generator) -> tuple[Clip, dict]:
+        if self.cache is not None:
+            clip = self.source.clip(index)
+            return clip, {"features": self.cache.load(self.source, index, clip.id)}
+        clip, waveform = self.source.load(index, self.frontend, rng if self.train else None)
+        return clip, {"waveform": waveform}
+
+    def _all_captions(self, clip: Clip) -> tuple[list[str], list[str]]:
+        """The clip's captions, and (with `event_share`) its events' own captions that are not among them."""
+        captions = self._captions(clip)
+        events = [text for text in clip.event_captions if text not in captions] if self.event_share else []
+        return captions, events
+
+    def _sequence_item(self, index: int, rng: np.random.Generator) -> dict:
+        chosen = draw_parts(len(self.source), index, self.sequence_windows, rng)
+        parts = [self._clip_audio(part, rng) for part in chosen]
+        texts = [self._all_captions(clip) for clip, _ in parts]
+        captions, events = texts[int(rng.integers(len(texts)))]
+        if events and rng.random() < self.event_share:
+            caption = events[int(rng.integers(len(events)))]
+        else:
+            caption = captions[int(rng.integers(len(captions)))]
+        described = [text for pair in texts for text in [*pair[0], *pair[1]]]
+        return {
+            "windows": [audio for _, audio in parts],
+            "caption": caption,
+            "caption_key": caption_key(caption),
+            "clip_caption_keys": list(dict.fromkeys(caption_key(text) for text in described)),
+            "content_groups": [content_key("sequence", "\n".join(clip.id for clip, _ in parts))],
         }
 
     def _captions(self, clip: Clip) -> list[str]:
@@ -139,18 +181,30 @@ class CaptionPairDataset(Dataset):
 
 
 def collate_pairs(items: list[dict]) -> dict:
+    """Captions and their content keys; the audio as `collate_windows` lays it out."""
     keys = ContentKeys.from_rows(
         [item["caption_key"] for item in items],
         [item["clip_caption_keys"] for item in items],
         [item["content_groups"] for item in items],
     )
     return {
-        **collate_audio(items),
+        **collate_windows(items),
         "captions": [item["caption"] for item in items],
         "caption_keys": keys.caption,
         "clip_caption_keys": keys.clip_captions,
         "content_groups": keys.groups,
     }
+
+
+def collate_windows(items: list[dict]) -> dict:
+    """The audio of a batch of items of either stage as `collate_audio` pads it, an item read as several
+    windows (`item["windows"]`) as consecutive rows, with `windows` (each item's row count) when any item
+    has more than one."""
+    parts = [item.get("windows", [item]) for item in items]
+    batch: dict = collate_audio([window for windows in parts for window in windows])
+    if any(len(windows) > 1 for windows in parts):
+        batch["windows"] = [len(windows) for windows in parts]
+    return batch
 
 
 def pair_keys(batch: dict) -> ContentKeys:

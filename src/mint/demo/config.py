@@ -164,6 +164,9 @@ class DemoConfig:
     # by ATC similarity, mean AUC 0.65 -> 0.94; ATC classification 0.977 -> 0.995; text->audio R@5 0.785 ->
     # 0.733 (re-ranked 0.799 -> 0.781); a stand-in stage 2 from it, QA 0.465 -> 0.514.
     event_caption_share: float = 0.25
+    # Stage 1 reads this share of its items as 2 to `sequence_windows` scenes in one recording
+    # (`data.sequence_share`), captioned by a caption of one of them and scored by its best window.
+    stage1_sequence_share: float = 0.0
     stage2: TrainerConfig = field(default_factory=_stage2_trainer)
     # Stage 2's first third trains only llm_proj and the window positions (`projector_only_steps`). From the
     # event-caption stage 1 (seed 0, 450 steps, SmolLM2, this corpus): QA 0.473 -> 0.523, "is there X?"

@@ -159,6 +159,8 @@ def run_demo(config: DemoConfig, progress: bool = True) -> dict:
             feature_cache=cache,
             use_feature_cache=True,
             event_caption_share=config.event_caption_share,
+            sequence_share=config.stage1_sequence_share,
+            sequence_windows=config.sequence_windows,
         ),
         trainer=config.stage1,
         negatives=config.negatives,

@@ -274,7 +274,9 @@ class MintModel(nn.Module):
             raise BatchInputError(
                 "MintModel.forward: objective: a Stage1Batch needs the Stage1Objective that computes its losses"
             )
-        return objective(self, audio, batch.input_ids, batch.attention_mask, batch.keys, batch.generator)
+        return objective(
+            self, audio, batch.input_ids, batch.attention_mask, batch.keys, batch.generator, batch.windows
+        )
 
     def _forward_audio(self, batch: AudioBatch) -> AudioFeatures:
         if batch.features is not None:

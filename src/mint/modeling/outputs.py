@@ -38,12 +38,14 @@ class AudioBatch:
 @dataclass(kw_only=True)
 class Stage1Batch(AudioBatch):
     """A stage-1 step's input: clips, their tokenised captions (row i describes clip i), the content keys
-    that say which pairs match, and the generator that draws the hard negatives."""
+    that say which pairs match, and the generator that draws the hard negatives. `windows`: how many
+    consecutive audio rows each item is read as (None: one clip each)."""
 
     input_ids: torch.Tensor  # [B, L]
     attention_mask: torch.Tensor  # [B, L]
     keys: ContentKeys
     generator: torch.Generator
+    windows: Sequence[int] | None = None
 
 
 @dataclass(kw_only=True)
@@ -67,6 +69,10 @@ class QueryPass:
 
     output: torch.Tensor  # [B, Nq, H]
     states: list[torch.Tensor]  # num_layers x [B, Nq, H]
+
+    def rows(self, index: torch.Tensor) -> QueryPass:
+        """The pass of the audio rows `index` alone (a row may be taken more than once)."""
+        return QueryPass(self.output[index], [state[index] for state in self.states])
 
 
 @dataclass

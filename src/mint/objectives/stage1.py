@@ -10,12 +10,19 @@ and each process keeps its own rows: N processes draw exactly the negatives one 
 same global batch. ATG reads the query states of the contrastive pass (the reference BLIP-2 recipe's
 query key/value cache): the queries see only queries in both passes, so running them again would
 compute the same states.
+
+An item may be read as several windows (`windows`: how many consecutive audio rows each item has), as a
+recording longer than the model's clip length is at inference. Its ATC similarity to a caption is then the
+best over its windows' queries, as retrieval scores a long recording by its best window, and ATM and ATG
+read, for each caption, the item's window most similar to it: a caption that names one sound of a
+recording is trained against the window that holds it, not against windows it does not describe.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -25,7 +32,8 @@ from torch import nn
 
 from mint.distributed import gather_no_grad, gather_with_grad, global_token_share
 from mint.errors import ConfigError
-from mint.objectives.contrastive import ContrastiveLoss
+from mint.objectives._checks import ObjectiveInputError
+from mint.objectives.contrastive import ContrastiveLoss, audio_text_similarity
 from mint.objectives.generation import next_token_targets, prepare_generation_inputs, target_loss
 from mint.objectives.keys import ContentKeys, ContentMatches, content_matches
 from mint.objectives.matching import HardNegatives, NegativeSampling, matching_loss, sample_hard_negatives
@@ -59,7 +67,8 @@ class Stage1Model(Protocol):
     """What the objective asks of a model (`MintModel`): features and logits, never a loss.
 
     `audio` is the model's normalised encoder output (with `.features` [B, T, D] and `.mask` [B, T]);
-    `queries` is whatever `query_pass` returns, handed back unchanged.
+    `queries` is whatever `query_pass` returns, handed back unchanged or as `queries.rows(index)`, the
+    pass of those audio rows alone.
     """
 
     decoder_start_token_id: int
@@ -94,6 +103,27 @@ def gather_padded(features: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Ten
         features = F.pad(features, (0, 0, 0, pad))
         mask = F.pad(mask, (0, pad), value=False)
     return gather_with_grad(features), gather_no_grad(mask)
+
+
+def window_slots(windows: Sequence[int] | None, rows: int, device: torch.device) -> torch.Tensor:
+    """[B, K]: the audio row of each item's k-th window, K the most windows of any item in the global batch
+    (`windows`: each item's number of consecutive rows; None: one row each). An item with fewer windows
+    repeats its last one, which leaves a best-over-windows similarity unchanged."""
+    counts = [1] * rows if windows is None else [int(count) for count in windows]
+    if min(counts, default=1) < 1 or sum(counts) != rows:
+        raise ObjectiveInputError(
+            f"windows: expected each item's window count (>= 1) summing to the {rows} audio rows, got {counts}"
+        )
+    longest = int(gather_no_grad(torch.tensor([max(counts, default=1)], device=device)).max())
+    starts = torch.tensor([0, *counts[:-1]], device=device).cumsum(0)
+    last = torch.tensor(counts, device=device) - 1
+    return starts[:, None] + torch.arange(longest, device=device).clamp(max=last[:, None])
+
+
+def window_similarity(window_embeds: torch.Tensor, text_embeds: torch.Tensor) -> torch.Tensor:
+    """[N, K, M]: the similarity (best query) of each of N items' K windows ([N, K, Nq, E]) to M captions."""
+    items, windows = window_embeds.shape[:2]
+    return audio_text_similarity(window_embeds.flatten(0, 1), text_embeds).view(items, windows, -1)
 
 
 def _pad_to(tokens: torch.Tensor, length: int | None = None) -> torch.Tensor:
@@ -133,23 +163,29 @@ class Stage1Objective(nn.Module):
         attention_mask: torch.Tensor,
         keys: ContentKeys,
         generator: torch.Generator,
+        windows: Sequence[int] | None = None,
     ) -> Stage1Losses:
         temperature = model.temperature()
         batch = input_ids.shape[0]
         rows = slice(self.rank * batch, (self.rank + 1) * batch)
+        device = input_ids.device
+        slots = window_slots(windows, audio.features.shape[0], device)
+        if slots.shape[0] != batch:
+            raise ObjectiveInputError(
+                f"windows: expected {batch} items, one per caption, got {slots.shape[0]}"
+            )
 
         # ATC: queries and text never see each other; every matching pair of the global batch is a positive.
+        # An item's queries are those of all its windows.
         queries = model.query_pass(audio)
-        everyone = keys.to(input_ids.device).gather()
+        window_embeds = model.query_embeddings(queries)[slots]
+        text_embeds = model.text_embeddings(input_ids, attention_mask)
+        everyone = keys.to(device).gather()
         matches = content_matches(everyone, everyone, rank=0)
         local = ContentMatches(matches.clip_to_caption[rows], matches.caption_to_clip[rows])
         contrastive = ContrastiveLoss(self.rank, self.world_size)(
-            model.query_embeddings(queries),
-            model.text_embeddings(input_ids, attention_mask),
-            temperature,
-            local,
+            window_embeds.flatten(1, 2), text_embeds, temperature, local
         )
-
         # ATM: one hard negative caption per clip and one hard negative clip per caption.
         sim_a2t = gather_no_grad(contrastive.sim_a2t).float().cpu()
         sim_t2a = gather_no_grad(contrastive.sim_t2a).float().cpu()
@@ -159,16 +195,26 @@ class Stage1Objective(nn.Module):
             return Stage1Losses(nan, contrastive.loss, nan, nan, temperature.detach())
         cpu_matches = ContentMatches(matches.clip_to_caption.cpu(), matches.caption_to_clip.cpu())
         negatives = sample_hard_negatives(sim_a2t, sim_t2a, cpu_matches, generator, self.negatives)
-        match = self._matching(model, audio, input_ids, attention_mask, negatives, rows)
+        with torch.no_grad():
+            # The window each pair reads in ATM and ATG: of the local items for the global captions, and of
+            # the global items for the local captions.
+            local_best = window_similarity(window_embeds, gather_no_grad(text_embeds)).argmax(dim=1)
+            global_best = window_similarity(gather_no_grad(window_embeds), text_embeds).argmax(dim=1)
+        match = self._matching(
+            model, audio, input_ids, attention_mask, slots, (local_best, global_best), negatives, rows
+        )
 
-        # ATG: the caption from a decoder start token, text causal, reading the contrastive pass's queries.
+        # ATG: the caption from a decoder start token, text causal, reading the contrastive pass's queries of
+        # the item's window most similar to it.
         dec_ids, lm_labels = prepare_generation_inputs(
             input_ids, attention_mask, model.decoder_start_token_id, model.pad_token_id
         )
         # The LM head runs only where a next token is predicted (not on padding or each caption's last token).
         positions, targets = next_token_targets(lm_labels)
+        own = torch.arange(batch, device=device)
+        own_queries = queries.rows(slots[own, local_best[own, own + rows.start]])
         generation = target_loss(
-            model.generation_logits(queries, dec_ids, attention_mask, at=positions), targets
+            model.generation_logits(own_queries, dec_ids, attention_mask, at=positions), targets
         )
         # A mean over the global batch's caption tokens, not this process's (see global_token_share).
         generation = generation * global_token_share(positions.sum())
@@ -183,27 +229,52 @@ class Stage1Objective(nn.Module):
         audio: Any,
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor,
+        slots: torch.Tensor,
+        best_windows: tuple[torch.Tensor, torch.Tensor],
         negatives: HardNegatives,
         rows: slice,
     ) -> torch.Tensor:
-        """ATM loss of the local positives, their negative captions and their negative clips (1 : 2)."""
+        """ATM loss of the local positives, their negative captions and their negative clips (1 : 2), each
+        pair read on its item's window most similar to its caption (`best_windows`: of the local items for
+        the global captions [B, G], of the global items for the local captions [G, B])."""
         batch = input_ids.shape[0]
         device = input_ids.device
-        all_features, all_masks = gather_padded(audio.features, audio.mask)
-        all_ids = gather_no_grad(_pad_to(input_ids))
-        all_text_mask = gather_no_grad(_pad_to(attention_mask))
         text_index = negatives.text_index[rows].to(device)
         audio_index = negatives.audio_index[rows].to(device)
+        own = torch.arange(batch, device=device)
+        local_best, global_best = best_windows
+        positive = local_best[own, own + rows.start]
+        negative_caption = local_best[own, text_index]
+        negative_item = global_best[audio_index, own]
+        count = slots.shape[1]
+        item_features, item_mask = audio.features[slots], audio.mask[slots]
+        all_features, all_masks = gather_padded(item_features.flatten(0, 1), item_mask.flatten(0, 1))
+        all_features = all_features.unflatten(0, (-1, count))
+        all_masks = all_masks.unflatten(0, (-1, count))
+        all_ids = gather_no_grad(_pad_to(input_ids))
+        all_text_mask = gather_no_grad(_pad_to(attention_mask))
 
-        frames = all_features.shape[1]
-        own_features = F.pad(audio.features, (0, 0, 0, frames - audio.features.shape[1]))
-        own_mask = F.pad(audio.mask, (0, frames - audio.mask.shape[1]), value=False)
+        frames = all_features.shape[2]
+        own_features = F.pad(item_features, (0, 0, 0, frames - item_features.shape[2]))
+        own_mask = F.pad(item_mask, (0, frames - item_mask.shape[2]), value=False)
         own_ids = _pad_to(input_ids, all_ids.shape[1])
         own_text_mask = _pad_to(attention_mask, all_ids.shape[1])
         pair_audio = dataclasses.replace(
             audio,
-            features=torch.cat([own_features, own_features, all_features[audio_index]]),
-            mask=torch.cat([own_mask, own_mask, all_masks[audio_index]]),
+            features=torch.cat(
+                [
+                    own_features[own, positive],
+                    own_features[own, negative_caption],
+                    all_features[audio_index, negative_item],
+                ]
+            ),
+            mask=torch.cat(
+                [
+                    own_mask[own, positive],
+                    own_mask[own, negative_caption],
+                    all_masks[audio_index, negative_item],
+                ]
+            ),
         )
         pair_ids = torch.cat([own_ids, all_ids[text_index], own_ids])
         pair_text_mask = torch.cat([own_text_mask, all_text_mask[text_index], own_text_mask])

@@ -101,15 +101,20 @@ class DataConfig:
     # Stage 1: the share of items (of clips whose timed `events` have captions) captioned by one event's own
     # caption ("a brief soft low-pitched tone") instead of a caption of the whole clip. 0: never.
     event_caption_share: float = 0.0
+    # Stage 1: the share of items that read 2 to `sequence_windows` clips as the consecutive windows of one
+    # recording, captioned by a caption of one of them (`mint.data.pairs`). 0: never.
+    sequence_share: float = 0.0
+    sequence_windows: int = 4
 
     def __post_init__(self) -> None:
         _check_clip_data(self)
         if self.caption_templates is not None:
             check_templates(self.caption_templates, "data.caption_templates")
-        if not 0.0 <= self.event_caption_share <= 1.0:
-            raise ConfigError(
-                f"data.event_caption_share: expected a share within [0, 1], got {self.event_caption_share!r}"
-            )
+        for name in ("event_caption_share", "sequence_share"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"data.{name}: expected a share within [0, 1], got {getattr(self, name)!r}")
+        if self.sequence_windows < 2:
+            raise ConfigError(f"data.sequence_windows: expected >= 2, got {self.sequence_windows}")
 
 
 @dataclass(frozen=True)

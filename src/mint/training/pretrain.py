@@ -82,6 +82,8 @@ def pretraining_trainer(config: PretrainConfig) -> Trainer:
         cache=cache,
         caption_templates=config.data.caption_templates,
         event_share=config.data.event_caption_share,
+        sequence_share=config.data.sequence_share,
+        sequence_windows=config.data.sequence_windows,
     )
 
     def loss_fn(wrapped: nn.Module, batch: dict, generator: torch.Generator):
@@ -91,6 +93,7 @@ def pretraining_trainer(config: PretrainConfig) -> Trainer:
             attention_mask=attention_mask,
             keys=pair_keys(batch),
             generator=generator,
+            windows=batch.get("windows"),
             **audio_inputs(batch),
         )
         # Rank and world size read here, at every step: the objective gathers over the group they describe.
