@@ -77,6 +77,25 @@ def _full_pass_generation_logits(model: MintModel, audio: AudioFeatures, ids, ma
     return model.bridge.lm_logits(out.text_output)
 
 
+def _atm_reference(model: MintModel, audio: AudioFeatures, ids, mask, drawn, audio_row) -> torch.Tensor:
+    """ATM's loss recomputed one pair at a time: each item with its caption (a match), with its drawn
+    negative caption, and its caption with its drawn negative item; `audio_row(item, caption)` is the audio
+    row the pair reads."""
+    terms = []
+    for item in range(len(drawn.text_index)):
+        pairs = [
+            (item, item, 1),
+            (item, int(drawn.text_index[item]), 0),
+            (int(drawn.audio_index[item]), item, 0),
+        ]
+        for owner, caption, label in pairs:
+            row = audio_row(owner, caption)
+            one_audio = AudioFeatures(audio.features[row : row + 1], audio.mask[row : row + 1])
+            logits = model.match_logits(one_audio, ids[caption : caption + 1], mask[caption : caption + 1])
+            terms.append(-torch.log_softmax(logits.double(), dim=1)[0, label])
+    return torch.stack(terms).mean()
+
+
 def test_query_pass_equals_the_bridge_forward_of_the_queries_alone() -> None:
     model = jitter_trainable_(_model(), 0.05).eval()
     audio = model.normalise_audio(*_features(model, 4, seed=1))
@@ -172,20 +191,7 @@ def test_stage1_losses_equal_an_independent_recomputation() -> None:
             sampling,
         )
         assert not any(positives[row, int(drawn.text_index[row])] for row in range(5))
-        atm_terms = []
-        for row in range(5):
-            pairs = [
-                (row, row, 1),
-                (row, int(drawn.text_index[row]), 0),
-                (int(drawn.audio_index[row]), row, 0),
-            ]
-            for clip, caption, label in pairs:
-                one_audio = AudioFeatures(audio.features[clip : clip + 1], audio.mask[clip : clip + 1])
-                logits = model.match_logits(
-                    one_audio, ids[caption : caption + 1], mask[caption : caption + 1]
-                )
-                atm_terms.append(-torch.log_softmax(logits.double(), dim=1)[0, label])
-        atm = torch.stack(atm_terms).mean()
+        atm = _atm_reference(model, audio, ids, mask, drawn, lambda clip, caption: clip)
         dec_ids, labels = prepare_generation_inputs(
             ids, mask, model.decoder_start_token_id, model.pad_token_id
         )
@@ -246,21 +252,7 @@ def test_stage1_losses_over_windows_equal_an_independent_recomputation() -> None
             torch.Generator().manual_seed(6),
             sampling,
         )
-        atm_terms = []
-        for item in range(5):
-            pairs = [
-                (item, item, 1),
-                (item, int(drawn.text_index[item]), 0),
-                (int(drawn.audio_index[item]), item, 0),
-            ]
-            for owner, caption, label in pairs:
-                row = best[owner][caption]
-                one_audio = AudioFeatures(audio.features[row : row + 1], audio.mask[row : row + 1])
-                logits = model.match_logits(
-                    one_audio, ids[caption : caption + 1], mask[caption : caption + 1]
-                )
-                atm_terms.append(-torch.log_softmax(logits.double(), dim=1)[0, label])
-        atm = torch.stack(atm_terms).mean()
+        atm = _atm_reference(model, audio, ids, mask, drawn, lambda item, caption: best[item][caption])
         own = [best[item][item] for item in range(5)]
         own_audio = AudioFeatures(audio.features[own], audio.mask[own])
         dec_ids, labels = prepare_generation_inputs(

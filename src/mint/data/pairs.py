@@ -121,18 +121,10 @@ class CaptionPairDataset(Dataset):
             return self._sequence_item(index, rng)
         clip, audio = self._clip_audio(index, rng)
         captions, events = self._all_captions(clip)
-        if self.train and events and rng.random() < self.event_share:
-            caption = events[int(rng.integers(len(events)))]
-        else:
-            caption = captions[int(rng.integers(len(captions)))] if self.train else captions[0]
-        return {
-            **audio,
-            "caption": caption,
-            "caption_key": caption_key(caption),
-            # An event's caption describes its clip too: never a negative for it, whichever row drew it.
-            "clip_caption_keys": list(dict.fromkeys(caption_key(text) for text in [*captions, *events])),
-            "content_groups": content_groups(clip, from_labels=not clip.captions),
-        }
+        caption = self._draw_caption(captions, events, rng) if self.train else captions[0]
+        # An event's caption describes its clip too: never a negative for it, whichever row drew it.
+        groups = content_groups(clip, from_labels=not clip.captions)
+        return {**audio, **_pair_keys(caption, [*captions, *events], groups)}
 
     def _clip_audio(self, index: int, rng: np.random.Generator) -> tuple[Clip, dict]:
         if self.cache is not None:
@@ -151,19 +143,17 @@ class CaptionPairDataset(Dataset):
         chosen = draw_parts(len(self.source), index, self.sequence_windows, rng)
         parts = [self._clip_audio(part, rng) for part in chosen]
         texts = [self._all_captions(clip) for clip, _ in parts]
-        captions, events = texts[int(rng.integers(len(texts)))]
+        caption = self._draw_caption(*texts[int(rng.integers(len(texts)))], rng)
+        described = [text for captions, events in texts for text in (*captions, *events)]
+        group = content_key("sequence", "\n".join(clip.id for clip, _ in parts))
+        return {"windows": [audio for _, audio in parts], **_pair_keys(caption, described, [group])}
+
+    def _draw_caption(self, captions: list[str], events: list[str], rng: np.random.Generator) -> str:
+        """A training item's caption: one of its events' own with probability `event_share`, else one of
+        its captions."""
         if events and rng.random() < self.event_share:
-            caption = events[int(rng.integers(len(events)))]
-        else:
-            caption = captions[int(rng.integers(len(captions)))]
-        described = [text for pair in texts for text in [*pair[0], *pair[1]]]
-        return {
-            "windows": [audio for _, audio in parts],
-            "caption": caption,
-            "caption_key": caption_key(caption),
-            "clip_caption_keys": list(dict.fromkeys(caption_key(text) for text in described)),
-            "content_groups": [content_key("sequence", "\n".join(clip.id for clip, _ in parts))],
-        }
+            return events[int(rng.integers(len(events)))]
+        return captions[int(rng.integers(len(captions)))]
 
     def _captions(self, clip: Clip) -> list[str]:
         if clip.captions:
@@ -178,6 +168,17 @@ class CaptionPairDataset(Dataset):
                 f"clip {clip.id!r}: has neither captions nor labels; stage-1 training needs one or the other"
             )
         return label_captions(clip.labels, self.caption_templates)
+
+
+def _pair_keys(caption: str, described: Sequence[str], groups: list[int]) -> dict:
+    """An item's caption and its content keys: the caption's, those of every text that describes the
+    item's audio, and its groups."""
+    return {
+        "caption": caption,
+        "caption_key": caption_key(caption),
+        "clip_caption_keys": list(dict.fromkeys(caption_key(text) for text in described)),
+        "content_groups": groups,
+    }
 
 
 def collate_pairs(items: list[dict]) -> dict:

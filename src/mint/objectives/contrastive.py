@@ -30,6 +30,12 @@ def audio_text_similarity(audio_embeds: torch.Tensor, text_embeds: torch.Tensor)
     Returns:
         `[Ba, Bt]`; with normalised inputs each entry is the best cosine similarity over queries.
     """
+    return query_similarity(audio_embeds, text_embeds).amax(dim=1)
+
+
+def query_similarity(audio_embeds: torch.Tensor, text_embeds: torch.Tensor) -> torch.Tensor:
+    """`[Ba, Nq, Bt]`: the dot product of every query of every clip with every caption (shapes as in
+    `audio_text_similarity`, whose maximum over queries this is)."""
     require_dims("audio_embeds", audio_embeds, 3, "[Ba, Nq, D]")
     require_dims("text_embeds", text_embeds, 2, "[Bt, D]")
     clips, queries, dim = audio_embeds.shape
@@ -38,7 +44,7 @@ def audio_text_similarity(audio_embeds: torch.Tensor, text_embeds: torch.Tensor)
             f"text_embeds: expected embedding size {dim} to match audio_embeds, got {text_embeds.shape[1]}"
         )
     per_query = audio_embeds.reshape(clips * queries, dim) @ text_embeds.T
-    return per_query.view(clips, queries, -1).amax(dim=1)
+    return per_query.view(clips, queries, -1)
 
 
 class LearnableTemperature(nn.Module):
@@ -76,12 +82,16 @@ class ContrastiveOutput:
     """Result of `ContrastiveLoss`.
 
     `sim_a2t[i, j]` is the cosine similarity (best query) of local clip i to global caption j, `sim_t2a[i, j]`
-    of local caption i to global clip j; both detached (hard-negative mining reads them).
+    of local caption i to global clip j; both detached (hard-negative mining reads them). `best_query_a2t`
+    and `best_query_t2a` (same layout) say which query gave each: for a clip of several windows whose
+    queries are laid end to end, which window.
     """
 
     loss: torch.Tensor
     sim_a2t: torch.Tensor
     sim_t2a: torch.Tensor
+    best_query_a2t: torch.Tensor
+    best_query_t2a: torch.Tensor
 
 
 class ContrastiveLoss(nn.Module):
@@ -163,8 +173,10 @@ class ContrastiveLoss(nn.Module):
             raise ObjectiveInputError(f"temperature: expected a positive value, got {temperature}")
         all_audio = self._gather("audio_embeds", audio_embeds)
         all_text = self._gather("text_embeds", text_embeds)
-        sim_a2t = upcast(audio_text_similarity(audio_embeds, all_text))
-        sim_t2a = upcast(audio_text_similarity(all_audio, text_embeds).T)
+        per_query_a2t = query_similarity(audio_embeds, all_text)
+        per_query_t2a = query_similarity(all_audio, text_embeds)
+        sim_a2t = upcast(per_query_a2t.amax(dim=1))
+        sim_t2a = upcast(per_query_t2a.amax(dim=1).T)
         logits_a2t = sim_a2t / temperature
         logits_t2a = sim_t2a / temperature
         a2t, t2a = (
@@ -173,4 +185,10 @@ class ContrastiveLoss(nn.Module):
         targets_a2t = self._targets(a2t, logits_a2t, "clip_to_caption")
         targets_t2a = self._targets(t2a, logits_t2a, "caption_to_clip")
         loss = (F.cross_entropy(logits_a2t, targets_a2t) + F.cross_entropy(logits_t2a, targets_t2a)) / 2
-        return ContrastiveOutput(loss=loss, sim_a2t=sim_a2t.detach(), sim_t2a=sim_t2a.detach())
+        return ContrastiveOutput(
+            loss=loss,
+            sim_a2t=sim_a2t.detach(),
+            sim_t2a=sim_t2a.detach(),
+            best_query_a2t=per_query_a2t.detach().argmax(dim=1),
+            best_query_t2a=per_query_t2a.detach().argmax(dim=1).T,
+        )

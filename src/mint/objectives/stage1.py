@@ -33,7 +33,7 @@ from torch import nn
 from mint.distributed import gather_no_grad, gather_with_grad, global_token_share
 from mint.errors import ConfigError
 from mint.objectives._checks import ObjectiveInputError
-from mint.objectives.contrastive import ContrastiveLoss, audio_text_similarity
+from mint.objectives.contrastive import ContrastiveLoss
 from mint.objectives.generation import next_token_targets, prepare_generation_inputs, target_loss
 from mint.objectives.keys import ContentKeys, ContentMatches, content_matches
 from mint.objectives.matching import HardNegatives, NegativeSampling, matching_loss, sample_hard_negatives
@@ -120,12 +120,6 @@ def window_slots(windows: Sequence[int] | None, rows: int, device: torch.device)
     return starts[:, None] + torch.arange(longest, device=device).clamp(max=last[:, None])
 
 
-def window_similarity(window_embeds: torch.Tensor, text_embeds: torch.Tensor) -> torch.Tensor:
-    """[N, K, M]: the similarity (best query) of each of N items' K windows ([N, K, Nq, E]) to M captions."""
-    items, windows = window_embeds.shape[:2]
-    return audio_text_similarity(window_embeds.flatten(0, 1), text_embeds).view(items, windows, -1)
-
-
 def _pad_to(tokens: torch.Tensor, length: int | None = None) -> torch.Tensor:
     """Right-pad [B, L] token rows with zeros to `length` (default: the longest across processes)."""
     if length is None:
@@ -195,14 +189,11 @@ class Stage1Objective(nn.Module):
             return Stage1Losses(nan, contrastive.loss, nan, nan, temperature.detach())
         cpu_matches = ContentMatches(matches.clip_to_caption.cpu(), matches.caption_to_clip.cpu())
         negatives = sample_hard_negatives(sim_a2t, sim_t2a, cpu_matches, generator, self.negatives)
-        with torch.no_grad():
-            # The window each pair reads in ATM and ATG: of the local items for the global captions, and of
-            # the global items for the local captions.
-            local_best = window_similarity(window_embeds, gather_no_grad(text_embeds)).argmax(dim=1)
-            global_best = window_similarity(gather_no_grad(window_embeds), text_embeds).argmax(dim=1)
-        match = self._matching(
-            model, audio, input_ids, attention_mask, slots, (local_best, global_best), negatives, rows
-        )
+        # The window each pair reads in ATM and ATG, the one its best query lies in: [B, G] of the local items
+        # for the global captions, and of the local captions for the global items.
+        per_window = window_embeds.shape[2]
+        best_windows = (contrastive.best_query_a2t // per_window, contrastive.best_query_t2a // per_window)
+        match = self._matching(model, audio, input_ids, attention_mask, slots, best_windows, negatives, rows)
 
         # ATG: the caption from a decoder start token, text causal, reading the contrastive pass's queries of
         # the item's window most similar to it.
@@ -212,7 +203,7 @@ class Stage1Objective(nn.Module):
         # The LM head runs only where a next token is predicted (not on padding or each caption's last token).
         positions, targets = next_token_targets(lm_labels)
         own = torch.arange(batch, device=device)
-        own_queries = queries.rows(slots[own, local_best[own, own + rows.start]])
+        own_queries = queries.rows(slots[own, best_windows[0][own, own + rows.start]])
         generation = target_loss(
             model.generation_logits(own_queries, dec_ids, attention_mask, at=positions), targets
         )
@@ -235,17 +226,17 @@ class Stage1Objective(nn.Module):
         rows: slice,
     ) -> torch.Tensor:
         """ATM loss of the local positives, their negative captions and their negative clips (1 : 2), each
-        pair read on its item's window most similar to its caption (`best_windows`: of the local items for
-        the global captions [B, G], of the global items for the local captions [G, B])."""
+        pair read on its item's window most similar to its caption (`best_windows`: [B, G] of the local items
+        for the global captions, and of the local captions for the global items)."""
         batch = input_ids.shape[0]
         device = input_ids.device
         text_index = negatives.text_index[rows].to(device)
         audio_index = negatives.audio_index[rows].to(device)
         own = torch.arange(batch, device=device)
-        local_best, global_best = best_windows
-        positive = local_best[own, own + rows.start]
-        negative_caption = local_best[own, text_index]
-        negative_item = global_best[audio_index, own]
+        of_items, of_captions = best_windows
+        positive = of_items[own, own + rows.start]
+        negative_caption = of_items[own, text_index]
+        negative_item = of_captions[own, audio_index]
         count = slots.shape[1]
         item_features, item_mask = audio.features[slots], audio.mask[slots]
         all_features, all_masks = gather_padded(item_features.flatten(0, 1), item_mask.flatten(0, 1))
